@@ -1,0 +1,1 @@
+"""Shared fixtures. Database fixtures live in tests/service/conftest.py."""
