@@ -1,0 +1,94 @@
+"""Settings, read from the environment with the ``L0SWEEP_`` prefix."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "ensure_api_tokens", "get_settings"]
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("l0sweep", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the service, the API and the runner.
+
+    Every field can be set from the environment, e.g. ``L0SWEEP_DATABASE_URL``,
+    ``L0SWEEP_API_TOKENS=tok1,tok2``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="L0SWEEP_", extra="ignore")
+
+    environment: Literal["dev", "prod"] = "dev"
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # None means: a SQLite file ``l0sweep.db`` in ``data_dir``.
+    database_url: str | None = None
+    api_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_trials_per_sweep: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    migrate_on_startup: bool = True
+    default_page_limit: int = Field(default=50, ge=1)
+    max_page_limit: int = Field(default=1000, ge=1)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_prod(self) -> Settings:
+        # Outside dev there is no generated token and no implicit SQLite file.
+        if self.environment == "prod":
+            if not self.api_tokens:
+                raise ValueError("L0SWEEP_API_TOKENS must be set when L0SWEEP_ENVIRONMENT=prod")
+            if self.database_url is None:
+                raise ValueError("L0SWEEP_DATABASE_URL must be set when L0SWEEP_ENVIRONMENT=prod")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'l0sweep.db'}"
+
+
+def ensure_api_tokens(settings: Settings) -> list[str]:
+    """Return the configured tokens; in dev with none, a persistent generated one.
+
+    The generated token lives in ``data_dir/api_token`` (mode 0600) so the API, the CLI and
+    a restarted server agree on it.
+    """
+    if settings.api_tokens:
+        return list(settings.api_tokens)
+    if settings.environment != "dev":  # pragma: no cover - refused by the validator
+        raise ValueError("no API tokens configured")
+    path = settings.data_dir / "api_token"
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return [token]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return [token]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
