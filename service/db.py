@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "normalise_url",
     "session_scope",
     "upgrade_database",
+    "wait_for_database",
 ]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -141,3 +143,17 @@ def upgrade_database(target: str | Engine, revision: str = "head") -> None:
 def downgrade_database(target: str | Engine, revision: str = "base") -> None:
     """Revert Alembic migrations down to ``revision`` (default: base, an empty database)."""
     _run_alembic(target, command.downgrade, revision)
+
+
+def wait_for_database(engine: Engine, *, timeout_s: float = 30.0, interval_s: float = 0.5) -> None:
+    """Block until the database answers ``SELECT 1`` (start-up), or raise after timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return
+        except SQLAlchemyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(interval_s)
