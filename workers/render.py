@@ -1,0 +1,118 @@
+"""Terminal output of the CLI: the progress bar of a running sweep and result tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from workers.client import ApiClient
+
+__all__ = ["print_front", "print_status", "progress_of", "wait_with_progress"]
+
+
+def progress_of(sweep: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(trial-epochs done, trial-epochs in total) of a sweep."""
+    epochs = int(sweep["spec"]["training"]["epochs"])
+    total = int(sweep["n_trials"]) * epochs
+    done = 0
+    for t in trials:
+        done += epochs if t["status"] == "completed" else min(epochs, int(t["epochs_done"] or 0))
+    return done, total
+
+
+def _counts(sweep: Mapping[str, Any]) -> str:
+    counts = sweep.get("counts") or {}
+    return " ".join(f"{k} {v}" for k, v in counts.items() if v)
+
+
+def wait_with_progress(client: ApiClient, sweep_id: int, console: Console) -> dict[str, Any]:
+    """Poll the sweep with a progress bar (trial-epochs) until it finishes."""
+    columns = (
+        TextColumn("[bold]sweep {task.fields[sweep]}[/bold] {task.fields[status]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trial-epochs"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("", total=None, sweep=sweep_id, status="", counts="")
+
+        def update(sweep: dict[str, Any], trials: list[dict[str, Any]]) -> None:
+            done, total = progress_of(sweep, trials)
+            progress.update(
+                task,
+                completed=done,
+                total=total,
+                status=sweep["status"],
+                counts=_counts(sweep),
+            )
+
+        return client.wait(sweep_id, poll_s=1.0, on_update=update)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_front(
+    console: Console, front: Mapping[str, Any], sweep: Mapping[str, Any] | None = None
+) -> None:
+    """The Pareto front as a table, best accuracy first."""
+    objectives = ", ".join(
+        f"{o} ({d})" for o, d in zip(front["objectives"], front["directions"], strict=False)
+    )
+    title = f"Pareto front on {objectives}"
+    if sweep is not None:
+        title = f"sweep {sweep['id']} ({sweep['status']}): " + title
+    table = Table(title=title)
+    for column in ("trial", "λ", "β", "seed", "error %", "sparsity %", "params", "FLOPs", "kept"):
+        table.add_column(column, justify="right" if column != "kept" else "left")
+    items = sorted(front["items"], key=lambda t: -(t["metrics"] or {}).get("accuracy", 0.0))
+    for t in items:
+        m = t["metrics"] or {}
+        table.add_row(
+            str(t["id"]),
+            _fmt(t["lambda"], ".3g"),
+            _fmt(t["beta"], ".3g"),
+            str(t["seed"]),
+            _fmt(None if m.get("error") is None else 100 * m["error"], ".2f"),
+            _fmt(None if m.get("sparsity") is None else 100 * m["sparsity"], ".1f"),
+            _fmt(m.get("params"), ",.0f"),
+            _fmt(m.get("flops"), ",.0f"),
+            "-".join(str(a) for a in m.get("architecture") or []),
+        )
+    console.print(table)
+    console.print(f"hypervolume {front['hypervolume']:.4f} · {len(items)} trial(s) on the front")
+
+
+def print_status(
+    console: Console, sweep: Mapping[str, Any], trials: Sequence[Mapping[str, Any]]
+) -> None:
+    """A sweep's state and its trials."""
+    done, total = progress_of(sweep, trials)
+    console.print(
+        f"sweep {sweep['id']} [bold]{sweep['name']}[/bold]: {sweep['status']} · "
+        f"{_counts(sweep)} · {done}/{total} trial-epochs"
+    )
+    table = Table()
+    for column in ("trial", "status", "λ", "β", "seed", "epochs", "node", "error %", "sparsity %"):
+        table.add_column(column, justify="left" if column in ("status", "node") else "right")
+    for t in trials:
+        m = t.get("metrics") or {}
+        table.add_row(
+            str(t["id"]),
+            t["status"],
+            _fmt(t["lambda"], ".3g"),
+            _fmt(t["beta"], ".3g"),
+            str(t["seed"]),
+            str(t["epochs_done"]),
+            t.get("node") or "-",
+            _fmt(None if m.get("error") is None else 100 * m["error"], ".2f"),
+            _fmt(None if m.get("sparsity") is None else 100 * m["sparsity"], ".1f"),
+        )
+    console.print(table)
