@@ -133,7 +133,8 @@ class L0Linear(L0Layer):
         self.out_features = out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        # std √(2 / in_features), as the reference initialises its (in, out) weight matrix.
+        nn.init.kaiming_normal_(self.weight, mode="fan_in")
 
     def group_costs(self) -> Tensor:
         # Group j = column j of W (every weight leaving input neuron j).
