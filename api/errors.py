@@ -22,6 +22,7 @@ __all__ = ["ERROR_RESPONSES", "install_error_handlers", "validation_error"]
 log = logging.getLogger("api")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorPublic, "description": "Body that cannot be parsed (e.g. not UTF-8)"},
     401: {"model": ErrorPublic, "description": "Missing or invalid bearer token"},
     404: {"model": ErrorPublic, "description": "Unknown id"},
     409: {"model": ErrorPublic, "description": "Conflicts with the current state"},

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 SweepId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Bound = Annotated[float | None, Query(allow_inf_nan=False)]
-_WRITE: dict[int | str, dict[str, Any]] = {k: ERROR_RESPONSES[k] for k in (401, 413)}
+_WRITE: dict[int | str, dict[str, Any]] = {k: ERROR_RESPONSES[k] for k in (400, 401, 413)}
 
 _CANCEL: dict[int | str, dict[str, Any]] = {k: ERROR_RESPONSES[k] for k in (401, 404, 409, 413)}
 
