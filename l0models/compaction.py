@@ -1,10 +1,9 @@
 """Compaction: the plain dense modules a trained L0 model turns into, and ``compact()``.
 
 The compacted modules use only torch building blocks and small TorchScript-able helpers
-defined here, so a scripted file loads without l0sweep installed.
+defined here, so a scripted file loads without l0sweep installed. (No postponed annotations
+in this module: TorchScript has to resolve them.)
 """
-
-from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
@@ -90,7 +89,7 @@ class CompactResidualBlock(nn.Module):
         return out
 
 
-def compact(model: L0Model) -> nn.Module:
+def compact(model: "L0Model") -> nn.Module:
     """A plain dense ``nn.Module`` equal to ``model``'s deterministic test-time forward pass,
     with every pruned unit physically removed (and the inputs it fed in the next layer)."""
     compact_fn = getattr(model, "compact", None)

@@ -220,15 +220,16 @@ def _load_cifar(key: str, root: Path) -> Dataset:
 def synthetic_dataset(
     n_train: int = 2000, n_test: int = 500, *, num_classes: int = 10, seed: int = 0
 ) -> Dataset:
-    """MNIST-shaped (1, 28, 28) images in [0, 1]: a fixed random prototype per class plus
-    noise. Learnable in a few epochs; for unit tests."""
+    """MNIST-shaped (1, 28, 28) images in [0, 1]: a fixed random sparse pattern per class
+    plus noise. Learnable in a few dozen steps; for unit tests."""
     g = torch.Generator().manual_seed(seed)
-    prototypes = torch.rand(num_classes, 1, 28, 28, generator=g)
+    # Sparse binary strokes, like digits on a dark background.
+    prototypes = (torch.rand(num_classes, 1, 28, 28, generator=g) < 0.2).float()
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         y = torch.randint(num_classes, (n,), generator=g)
-        x = (prototypes[y] + 0.35 * torch.randn(n, 1, 28, 28, generator=g)).clamp_(0.0, 1.0)
-        return x, y
+        noise = 0.25 * torch.randn(n, 1, 28, 28, generator=g)
+        return (0.8 * prototypes[y] + noise).clamp_(0.0, 1.0), y
 
     x_train, y_train = draw(n_train)
     x_test, y_test = draw(n_test)

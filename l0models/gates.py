@@ -142,6 +142,9 @@ def test_time_gate(log_alpha: Tensor, gamma: float = -0.1, zeta: float = 1.1) ->
     return (torch.sigmoid(log_alpha) * (zeta - gamma) + gamma).clamp(0.0, 1.0)
 
 
+test_time_gate.__test__ = False  # type: ignore[attr-defined]  # not a pytest test function
+
+
 @torch.no_grad()
 def init_log_alpha_(
     log_alpha: Tensor, droprate: float, *, generator: torch.Generator | None = None
