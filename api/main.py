@@ -14,6 +14,7 @@ from api.errors import install_error_handlers
 from api.middleware import BodySizeLimitMiddleware
 from api.routes import api_router
 from api.state import AppState
+from service import repository
 from service.db import upgrade_database, wait_for_database
 from service.settings import Settings, get_settings
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     """
     settings = settings or get_settings()
     state = AppState(settings, engine)
+    repository.configure_pareto_cache(settings.pareto_cache_size)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -89,6 +89,8 @@ class Sweep(Base):
     spec: Mapped[dict[str, Any]]
     spec_hash: Mapped[str] = mapped_column(String(64))
     n_trials: Mapped[int] = mapped_column(Integer)
+    # Bumped by every recorded trial result: the Pareto cache key (a changed completed set).
+    results_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     runner_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)

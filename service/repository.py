@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -38,6 +40,7 @@ __all__ = [
     "add_trial",
     "cancel_sweep",
     "claim_next_pending_sweep",
+    "configure_pareto_cache",
     "count_sweeps",
     "create_sweep",
     "finish_sweep",
@@ -548,6 +551,16 @@ def record_trial_result(
     trial.status = "completed"
     trial.error = None
     trial.finished_at = utcnow()
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == trial.sweep_id)
+        .values(results_version=Sweep.results_version + 1)
+        # No identity-map scan per result (O(n) with many loaded trials); expire instead.
+        .execution_options(synchronize_session=False)
+    )
+    sweep = session.identity_map.get(session.identity_key(Sweep, trial.sweep_id))
+    if sweep is not None:
+        session.expire(sweep, ["results_version"])
     session.flush()
     if model_bytes is not None:
         values = {
@@ -604,9 +617,38 @@ def pareto_front(
     if unknown:
         raise ValueError(f"unknown objective(s) {', '.join(unknown)}")
     bounds = _parse_constraints(constraints or {})
-    get_sweep(session, sweep_id)
-
+    sweep = get_sweep(session, sweep_id)
     directions = [OBJECTIVES[o] for o in objectives]
+
+    # The completed set only changes through record_trial_result, which bumps
+    # results_version in the same transaction: a cached front for the version read here is
+    # never older than the data (a result committed after this read bumps the version).
+    key = (
+        session.connection().engine.url.render_as_string(hide_password=True),
+        sweep_id,
+        sweep.created_at,  # a database recreated at the same URL reuses ids, not timestamps
+        tuple(objectives),
+        tuple(sorted(bounds.items())),
+        sweep.results_version,
+    )
+    cached = _pareto_cache.get(key)
+    if cached is None:
+        cached = _compute_front(session, sweep_id, objectives, directions, bounds)
+        _pareto_cache.put(key, cached)
+    front_ids, volume = cached
+    trials = {t.id: t for t in session.scalars(select(Trial).where(Trial.id.in_(front_ids)))}
+    items = [trials[i] for i in front_ids if i in trials]
+    return ParetoFront(objectives, list(directions), items, volume)
+
+
+def _compute_front(
+    session: Session,
+    sweep_id: int,
+    objectives: list[str],
+    directions: list[pareto.Direction],
+    bounds: dict[str, tuple[float | None, float | None]],
+) -> tuple[tuple[int, ...], float]:
+    """Front trial ids (best first on the first objective) and the hypervolume."""
     # Only the columns this front needs: its objectives, their dense sizes (for the
     # hypervolume fractions) and the constrained measures.
     dense = {"flops": "flops_dense", "params": "params_dense"}
@@ -619,7 +661,7 @@ def pareto_front(
         select(Trial.id, *columns).where(Trial.sweep_id == sweep_id, Trial.status == "completed"),
     )
     if not rows:
-        return ParetoFront(objectives, list(directions), [], 0.0)
+        return (), 0.0
     data = np.array(rows, dtype=float).reshape(len(rows), len(needed) + 1)  # None -> NaN
     ids = data[:, 0].astype(np.int64)
     col = {name: data[:, i + 1] for i, name in enumerate(needed)}
@@ -631,7 +673,7 @@ def pareto_front(
         if hi is not None:
             keep &= col[name] <= hi
     if not keep.any():
-        return ParetoFront(objectives, list(directions), [], 0.0)
+        return (), 0.0
     mask = np.zeros(len(ids), dtype=bool)
     mask[keep] = pareto.nondominated_mask(points[keep], directions)
     front_ids, front_points = ids[mask], points[mask]
@@ -642,11 +684,46 @@ def pareto_front(
 
     # Best first on the first objective, then the next ones.
     order = np.lexsort(pareto.to_minimisation(front_points, directions).T[::-1])
-    trials = {
-        t.id: t for t in session.scalars(select(Trial).where(Trial.id.in_(front_ids.tolist())))
-    }
-    items = [trials[int(i)] for i in front_ids[order]]
-    return ParetoFront(objectives, list(directions), items, volume)
+    return tuple(int(i) for i in front_ids[order]), volume
+
+
+class _LRU:
+    """A small thread-safe LRU of computed fronts (size 0 disables it)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[Any, tuple[tuple[int, ...], float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> tuple[tuple[int, ...], float] | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: tuple[tuple[int, ...], float]) -> None:
+        with self._lock:
+            if self.size <= 0:
+                return
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def resize(self, size: int) -> None:
+        with self._lock:
+            self.size = size
+            while len(self._data) > max(size, 0):
+                self._data.popitem(last=False)
+
+
+_pareto_cache = _LRU(256)
+
+
+def configure_pareto_cache(size: int) -> None:
+    """How many computed fronts to keep per process (0: compute every time)."""
+    _pareto_cache.resize(size)
 
 
 def _fetch_tuples(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:

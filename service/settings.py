@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     migrate_on_startup: bool = True
     default_page_limit: int = Field(default=50, ge=1)
     max_page_limit: int = Field(default=1000, ge=1)
+    # Computed Pareto fronts kept per API process, keyed by the sweep's results_version.
+    pareto_cache_size: int = Field(default=256, ge=0)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -74,3 +74,23 @@ def test_plain_postgres_urls_use_psycopg3() -> None:
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_sqlite_readonly_sessions_do_not_block_writers(tmp_path: pytest.TempPathFactory) -> None:
+    url = f"sqlite:///{tmp_path}/ro.db"
+    upgrade_database(url)
+    reader = create_engine_for(url)
+    writer = create_engine_for(url, busy_timeout_ms=100)
+    try:
+        with session_scope(reader, readonly=True) as s:
+            repo.count_sweeps(s)  # the read transaction is open while the writer commits
+            with session_scope(writer) as w:
+                repo.create_sweep(w, make_spec())
+        # A write session holds the lock from BEGIN IMMEDIATE: another writer times out.
+        with session_scope(reader) as s:
+            repo.count_sweeps(s)
+            with pytest.raises(StorageError, match="locked"), session_scope(writer) as w:
+                repo.create_sweep(w, make_spec())
+    finally:
+        reader.dispose()
+        writer.dispose()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from service import repository as repo
-from service.db import session_scope
+from service.db import create_engine_for, session_scope
 from service.errors import (
     ConflictError,
     IdempotencyKeyReusedError,
@@ -348,3 +348,35 @@ def test_pareto_front_objectives_and_constraints(engine: Engine) -> None:
                 repo.pareto_front(s, sweep_id, bad)
         with pytest.raises(ValueError):
             repo.pareto_front(s, sweep_id, ["accuracy", "flops"], {"max_speed": 1.0})
+
+
+@pytest.mark.parametrize("cache_size", [256, 0])
+def test_pareto_front_follows_new_and_rerecorded_results(
+    engine: Engine, cache_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repo, "_pareto_cache", repo._LRU(cache_size))
+    with session_scope(engine) as s:
+        sweep_id = repo.create_sweep(s, make_spec()).id
+        ids = [t.id for t in repo.list_trials(s, sweep_id).items]
+        repo.record_trial_result(s, ids[0], metrics(0.9, 0.5, 500.0))
+        repo.record_trial_result(s, ids[1], metrics(0.8, 0.6, 400.0))
+
+    def front() -> tuple[list[int], float]:
+        with session_scope(engine, readonly=True) as s:
+            f = repo.pareto_front(s, sweep_id, ["accuracy", "sparsity"])
+            return [t.id for t in f.items], f.hypervolume
+
+    first = front()
+    assert first[0] == [ids[0], ids[1]]
+    assert front() == first  # unchanged data, same answer (from the cache when enabled)
+    # A separate engine stands for the runner process writing a dominating result.
+    other = create_engine_for(engine.url.render_as_string(hide_password=False))
+    try:
+        with session_scope(other) as s:
+            repo.record_trial_result(s, ids[2], metrics(0.95, 0.7, 300.0))
+        assert front()[0] == [ids[2]]
+        with session_scope(other) as s:  # re-recorded with worse measures
+            repo.record_trial_result(s, ids[2], metrics(0.5, 0.1, 300.0))
+        assert front() == first
+    finally:
+        other.dispose()
