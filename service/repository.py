@@ -340,6 +340,8 @@ def add_trial(
 
     Raises :class:`ConflictError` when the sweep is finished or already has ``n_trials``.
     """
+    if pack is not None and len(pack) > 200:
+        raise ValueError("a pack id has at most 200 characters")
     sweep = _lock_sweep(session, sweep_id)
     if sweep.status in _FINISHED_SWEEP:
         raise ConflictError(f"sweep {sweep_id} is {sweep.status}")
@@ -398,6 +400,8 @@ def list_trials(
 
 def set_trial_pack(session: Session, trial_ids: Sequence[int], pack: str | None) -> None:
     """Group trials into a fused pack (issue 5), or ungroup them with ``None``."""
+    if pack is not None and len(pack) > 200:
+        raise ValueError("a pack id has at most 200 characters")
     if trial_ids:
         session.execute(update(Trial).where(Trial.id.in_(list(trial_ids))).values(pack=pack))
 
@@ -408,7 +412,7 @@ def mark_trial_running(session: Session, trial_id: int, *, node: str | None = No
     if trial.status in ("completed", "cancelled"):
         return trial
     trial.status = "running"
-    trial.node = node
+    trial.node = node[:200] if node else node  # the column's width; host names fit
     trial.error = None
     trial.started_at = utcnow()
     session.flush()

@@ -68,7 +68,9 @@ class TrialPoint(NamedTuple):
 
 class MLPModel(_Strict):
     arch: Literal["mlp"]
-    hidden: list[PositiveInt] = Field(default=[300, 100], min_length=1, max_length=16)
+    hidden: list[Annotated[StrictInt, Field(ge=1, le=100_000)]] = Field(
+        default=[300, 100], min_length=1, max_length=16
+    )
 
 
 class LeNet5Model(_Strict):
