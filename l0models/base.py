@@ -40,7 +40,20 @@ class L0Model(nn.Module):
     # ---- gates ---------------------------------------------------------------------------
     def l0_layers(self) -> list[L0Layer]:
         """The gated layers in forward order."""
-        return [m for m in self.modules() if isinstance(m, L0Layer)]
+        # Cached: the module tree is fixed once built, and walking it every step costs.
+        cached = self.__dict__.get("_l0_layers_cache")
+        if cached is None:
+            cached = [m for m in self.modules() if isinstance(m, L0Layer)]
+            self.__dict__["_l0_layers_cache"] = cached
+        return list(cached)
+
+    def _ungated_parameters(self) -> list[nn.Parameter]:
+        cached = self.__dict__.get("_ungated_cache")
+        if cached is None:
+            gated = {id(p) for layer in self.l0_layers() for p in layer.parameters()}
+            cached = [p for p in self.parameters() if id(p) not in gated]
+            self.__dict__["_ungated_cache"] = cached
+        return list(cached)
 
     def set_noise_generator(self, generator: torch.Generator | None) -> None:
         """Source of the gates' training noise (None: torch's global generator)."""
@@ -54,12 +67,14 @@ class L0Model(nn.Module):
 
     def penalty(self) -> Tensor:
         """DESIGN §3: expected L0 + L2 over gate groups, plus ½·wd·θ² on ungated parameters."""
-        total = sum((layer.penalty() for layer in self.l0_layers()), torch.zeros(()))
-        gated = {id(p) for layer in self.l0_layers() for p in layer.parameters()}
-        if self.weight_decay > 0:
-            for p in self.parameters():
-                if id(p) not in gated:
-                    total = total + 0.5 * self.weight_decay * p.pow(2).sum()
+        layers = self.l0_layers()
+        total = layers[0].penalty()
+        for layer in layers[1:]:
+            total = total + layer.penalty()
+        ungated = self._ungated_parameters()
+        if self.weight_decay > 0 and ungated:
+            l2 = sum(torch.dot(p.flatten(), p.flatten()) for p in ungated)
+            total = total + 0.5 * self.weight_decay * l2
         return total
 
     # ---- architecture and cost -----------------------------------------------------------

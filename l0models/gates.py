@@ -65,39 +65,50 @@ def logistic_noise(
 
 
 class _HardConcrete(torch.autograd.Function):
-    """z = clamp(σ((L + log α)/β)(ζ − γ) + γ, 0, 1) with one saved tensor.
+    """z = clamp(σ((L + log α)/β)(ζ − γ) + γ, 0, 1) with one saved tensor and gradients by hand.
 
-    Autograd through the five elementwise ops would save five full-size tensors; the
-    per-example mode samples a (B, G) gate per layer, so this keeps it cheap.
+    Autograd through the elementwise ops would save several full-size tensors and run twice
+    as many kernels; the per-example mode samples a (B, G) gate per layer, so this matters.
+    With ``logistic_from_uniform`` the noise argument holds u ~ U(ε, 1 − ε) and is turned
+    into logistic noise in place (its buffer is reused).
     """
 
     @staticmethod
     def forward(
-        ctx: Any, log_alpha: Tensor, noise: Tensor, beta: float, gamma: float, zeta: float
+        ctx: Any,
+        log_alpha: Tensor,
+        noise: Tensor,
+        beta: float,
+        gamma: float,
+        zeta: float,
+        logistic_from_uniform: bool,
     ) -> Tensor:
-        s = torch.sigmoid((noise + log_alpha) / beta)
-        z = (s * (zeta - gamma)).add_(gamma).clamp_(0.0, 1.0)
+        if logistic_from_uniform:
+            s = noise.logit_().add_(log_alpha).div_(beta).sigmoid_()
+        else:
+            s = torch.sigmoid((noise + log_alpha) / beta)
+        z = torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
         ctx.save_for_backward(s)
         ctx.constants = (beta, gamma, zeta)
         ctx.alpha_shape = log_alpha.shape
         return z
 
     @staticmethod
-    def backward(ctx: Any, grad_z: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad_z: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
         (s,) = ctx.saved_tensors
         beta, gamma, zeta = ctx.constants
-        s_bar = s * (zeta - gamma) + gamma
-        inside = (s_bar > 0) & (s_bar < 1)
-        grad = grad_z * s * (1 - s) * ((zeta - gamma) / beta)
-        grad = grad.masked_fill_(~inside, 0.0)
+        # dz/dlogα = (ζ − γ)/β · s(1 − s) where 0 < s̄ < 1, i.e. -γ/(ζ-γ) < s < (1-γ)/(ζ-γ).
+        lo, hi = -gamma / (zeta - gamma), (1.0 - gamma) / (zeta - gamma)
+        grad = torch.addcmul(s, s, s, value=-1.0).mul_(grad_z).mul_((zeta - gamma) / beta)
+        grad = grad.mul_((s > lo) & (s < hi))
         shape = ctx.alpha_shape
         # Reduce the broadcast (e.g. batch) dimensions back to log α's shape.
-        while grad.dim() > len(shape):
-            grad = grad.sum(0)
-        for dim, size in enumerate(shape):
-            if size == 1 and grad.shape[dim] != 1:
-                grad = grad.sum(dim, keepdim=True)
-        return grad, None, None, None, None
+        if grad.dim() > len(shape):
+            grad = grad.sum(tuple(range(grad.dim() - len(shape))))
+        keep = [d for d, size in enumerate(shape) if size == 1 and grad.shape[d] != 1]
+        if keep:
+            grad = grad.sum(keep, keepdim=True)
+        return grad, None, None, None, None, None
 
 
 def hard_concrete(
@@ -111,7 +122,7 @@ def hard_concrete(
     if isinstance(beta, Tensor):
         s = torch.sigmoid((noise + log_alpha) / beta)
         return (s * (zeta - gamma) + gamma).clamp(0.0, 1.0)
-    return _HardConcrete.apply(log_alpha, noise, float(beta), float(gamma), float(zeta))
+    return _HardConcrete.apply(log_alpha, noise, float(beta), float(gamma), float(zeta), False)
 
 
 def sample_gate(
@@ -124,10 +135,9 @@ def sample_gate(
     """One hard-concrete sample per gate, shape ``log_alpha.shape``, or
     ``(batch, *log_alpha.shape)`` when ``batch`` is given (per-example noise)."""
     shape = log_alpha.shape if batch is None else (batch, *log_alpha.shape)
-    noise = logistic_noise(
-        shape, generator=generator, device=log_alpha.device, dtype=log_alpha.dtype
-    )
-    return hard_concrete(log_alpha, noise, gate.beta, gate.gamma, gate.zeta)
+    u = torch.empty(shape, device=log_alpha.device, dtype=log_alpha.dtype)
+    u.uniform_(EPS, 1.0 - EPS, generator=generator)
+    return _HardConcrete.apply(log_alpha, u, gate.beta, gate.gamma, gate.zeta, True)
 
 
 def prob_nonzero(

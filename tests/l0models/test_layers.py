@@ -105,3 +105,48 @@ def test_negative_lambda_is_rejected() -> None:
         L0Linear(3, 2, lam=-0.1)
     with pytest.raises(ValueError, match="weight_decay"):
         L0Conv2d(1, 2, 3, weight_decay=-1.0)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 5e-4])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda wd: L0Linear(7, 4, lam=0.3, weight_decay=wd, n_train=50),
+        lambda wd: L0Linear(7, 4, bias=False, lam=0.3, weight_decay=wd, n_train=50),
+        lambda wd: L0Conv2d(3, 5, 3, lam=0.3, weight_decay=wd, n_train=50),
+        lambda wd: L0Conv2d(3, 5, 3, bias=False, lam=0.3, weight_decay=wd, n_train=50),
+    ],
+)
+def test_hand_written_penalty_gradients_match_autograd(make, weight_decay: float) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    layer = make(weight_decay)
+    with torch.no_grad():
+        layer.log_alpha.uniform_(-3, 3)
+        if layer.bias is not None:
+            layer.bias.normal_()
+    params = [p for p in layer.parameters()]
+    fast = torch.autograd.grad(layer.penalty() * 1.7, params, allow_unused=True)
+    slow = torch.autograd.grad(layer.penalty_reference() * 1.7, params, allow_unused=True)
+    assert layer.penalty().item() == pytest.approx(layer.penalty_reference().item(), rel=1e-6)
+    for f, s in zip(fast, slow, strict=True):
+        f = torch.zeros_like(s) if f is None and s is not None else f
+        s = torch.zeros_like(f) if s is None and f is not None else s
+        if f is not None:
+            torch.testing.assert_close(f, s)
+
+
+def test_first_layer_fast_path_matches_plain_autograd() -> None:
+    torch.manual_seed(0)
+    layer = L0Linear(9, 4)
+    layer.train()
+    x = torch.randn(6, 9)  # needs no gradient: the first layer's fast path
+    layer.generator = torch.Generator().manual_seed(5)
+    out = layer(x)
+    grads = torch.autograd.grad((out * torch.arange(4.0)).sum(), list(layer.parameters()))
+    layer.generator = torch.Generator().manual_seed(5)
+    z = layer.gate_values(6)
+    plain = torch.nn.functional.linear(x * z, layer.weight, layer.bias)
+    ref = torch.autograd.grad((plain * torch.arange(4.0)).sum(), list(layer.parameters()))
+    torch.testing.assert_close(out, plain)
+    for g, r in zip(grads, ref, strict=True):
+        torch.testing.assert_close(g, r)

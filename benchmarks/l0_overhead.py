@@ -1,0 +1,98 @@
+"""One training step of the L0 MLP 784-300-100 vs the same dense MLP (CPU, batch 100).
+
+Both step with Adam (lr 1e-3) on the same batch; the dense MLP gets the same L2 strength
+through Adam's weight decay. The L0 model is timed in both noise modes: one gate sample per
+minibatch, and one per example ("local_rep"). Timings are interleaved in rounds so that
+background load hits all variants alike; the ratio reported is the median of per-round
+ratios, with the min-of-rounds times alongside.
+
+    .venv/bin/python benchmarks/l0_overhead.py [--threads 1] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from l0models import MLPConfig, build_model
+
+
+def dense_step(x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    model = nn.Sequential(
+        nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def l0_step(x: torch.Tensor, y: torch.Tensor, *, local_rep: bool) -> Callable[[], None]:
+    model = build_model(
+        MLPConfig(), beta=2 / 3, lam=0.1, weight_decay=5e-4, n_train=60000, local_rep=local_rep
+    )
+    model.train()
+    model.set_noise_generator(torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y) + model.penalty()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.clamp_log_alpha_()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=40, help="steps per variant per round")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x, y = torch.rand(100, 784), torch.randint(10, (100,))
+    variants = {
+        "dense": dense_step(x, y),
+        "l0 per-minibatch": l0_step(x, y, local_rep=False),
+        "l0 per-example": l0_step(x, y, local_rep=True),
+    }
+    for step in variants.values():  # warm-up
+        for _ in range(20):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, step in variants.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), batch 100")
+    for name in variants:
+        print(
+            f"{name:18s} min {min(times[name]) * 1e3:6.3f} ms/step   "
+            f"median {statistics.median(times[name]) * 1e3:6.3f} ms/step"
+        )
+    for name in ("l0 per-minibatch", "l0 per-example"):
+        ratios = [a / d for a, d in zip(times[name], times["dense"], strict=True)]
+        print(
+            f"ratio {name} / dense: median of rounds {statistics.median(ratios):.2f}, "
+            f"min/min {min(times[name]) / min(times['dense']):.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
