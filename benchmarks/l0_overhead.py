@@ -4,7 +4,8 @@ Both step with Adam (lr 1e-3) on the same batch; the dense MLP gets the same L2 
 through Adam's weight decay. The L0 model is timed in both noise modes: one gate sample per
 minibatch, and one per example ("local_rep"). Timings are interleaved in rounds so that
 background load hits all variants alike; the ratio reported is the median of per-round
-ratios, with the min-of-rounds times alongside.
+ratios, with the min-of-rounds times alongside. A plain per-example version (every op
+through autograd, as the reference code writes it) is timed too, for comparison.
 
     .venv/bin/python benchmarks/l0_overhead.py [--threads 1] [--rounds 15]
 """
@@ -12,6 +13,7 @@ ratios, with the min-of-rounds times alongside.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -56,6 +58,57 @@ def l0_step(x: torch.Tensor, y: torch.Tensor, *, local_rep: bool) -> Callable[[]
     return step
 
 
+class NaivePerExampleMLP(nn.Module):
+    """The plain per-example L0 MLP, as the reference code writes it: every gate op and the
+    penalty through autograd, the input gated before each matmul. Same math as l0models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        dims = [784, 300, 100, 10]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.randn(o, i) * (2 / i) ** 0.5) for i, o in itertools.pairwise(dims)
+        )
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(o)) for o in dims[1:])
+        self.log_alphas = nn.ParameterList(nn.Parameter(torch.zeros(i)) for i in dims[:-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta, gamma, zeta = 2 / 3, -0.1, 1.1
+        h = x
+        layers = zip(self.weights, self.biases, self.log_alphas, strict=True)
+        for i, (w, b, la) in enumerate(layers):
+            u = torch.rand(h.shape[0], la.shape[0]).clamp(1e-6, 1 - 1e-6)
+            s = torch.sigmoid((torch.log(u) - torch.log(1 - u) + la) / beta)
+            z = torch.clamp(s * (zeta - gamma) + gamma, 0, 1)
+            h = F.linear(h * z, w, b)
+            if i < 2:
+                h = F.relu(h)
+        return h
+
+    def penalty(self) -> torch.Tensor:
+        total = torch.zeros(())
+        for w, b, la in zip(self.weights, self.biases, self.log_alphas, strict=True):
+            p = torch.sigmoid(la - (2 / 3) * torch.log(torch.tensor(0.1 / 1.1)))
+            cost = (0.5 * 5e-4 * w.pow(2) + 0.1 / 60000).sum(0)
+            total = total + (p * cost).sum() + 0.5 * 5e-4 * b.pow(2).sum()
+        return total
+
+
+def naive_step(x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    model = NaivePerExampleMLP()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), y) + model.penalty()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for la in model.log_alphas:
+                la.clamp_(-4.605, 4.605)
+
+    return step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -69,6 +122,7 @@ def main() -> None:
         "dense": dense_step(x, y),
         "l0 per-minibatch": l0_step(x, y, local_rep=False),
         "l0 per-example": l0_step(x, y, local_rep=True),
+        "naive per-example": naive_step(x, y),
     }
     for step in variants.values():  # warm-up
         for _ in range(20):
@@ -86,7 +140,7 @@ def main() -> None:
             f"{name:18s} min {min(times[name]) * 1e3:6.3f} ms/step   "
             f"median {statistics.median(times[name]) * 1e3:6.3f} ms/step"
         )
-    for name in ("l0 per-minibatch", "l0 per-example"):
+    for name in ("l0 per-minibatch", "l0 per-example", "naive per-example"):
         ratios = [a / d for a, d in zip(times[name], times["dense"], strict=True)]
         print(
             f"ratio {name} / dense: median of rounds {statistics.median(ratios):.2f}, "

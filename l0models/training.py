@@ -31,6 +31,7 @@ __all__ = [
     "TrainSettings",
     "TrainState",
     "augment_crop_flip",
+    "train_epoch",
     "train_model",
 ]
 
@@ -144,6 +145,36 @@ def augment_crop_flip(x: Tensor, generator: torch.Generator, *, pad: int = 4) ->
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def train_epoch(
+    model: L0Model,
+    optimizer: torch.optim.Optimizer,
+    x_train: Tensor,
+    y_train: Tensor,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    augment: bool = False,
+) -> float:
+    """One pass over device-resident tensors in a random order drawn from ``generator``:
+    minimise cross-entropy + penalty, clamp log α after each step. Returns the mean loss."""
+    model.train()
+    n = x_train.shape[0]
+    order = torch.randperm(n, generator=generator).to(x_train.device)
+    loss_sum = torch.zeros((), device=x_train.device)
+    for i in range(0, n, batch_size):
+        idx = order[i : i + batch_size]
+        xb = as_float_images(x_train[idx])
+        if augment:
+            xb = augment_crop_flip(xb, generator)
+        loss = F.cross_entropy(model(xb), y_train[idx]) + model.penalty()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.clamp_log_alpha_()
+        loss_sum += loss.detach() * idx.numel()
+    return float(loss_sum) / n
+
+
 def _milestones(epochs: int) -> list[int]:
     return sorted({max(1, round(epochs * f)) for f in (0.3, 0.6, 0.8)})
 
@@ -210,24 +241,13 @@ def train_model(
     model.set_noise_generator(noise_gen)
 
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    n, bs = data.n_train, settings.batch_size
     try:
         for epoch in range(start, settings.epochs):
             t0 = time.perf_counter()
-            model.train()
-            order = torch.randperm(n, generator=data_gen).to(device)
-            loss_sum = torch.zeros((), device=device)
-            for i in range(0, n, bs):
-                idx = order[i : i + bs]
-                xb = as_float_images(x_train[idx])
-                if data.augment:
-                    xb = augment_crop_flip(xb, data_gen)
-                loss = F.cross_entropy(model(xb), y_train[idx]) + model.penalty()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                model.clamp_log_alpha_()
-                loss_sum += loss.detach() * idx.numel()
+            mean_loss = train_epoch(
+                model, optimizer, x_train, y_train, batch_size=settings.batch_size,
+                generator=data_gen, augment=data.augment,
+            )  # fmt: skip
             if scheduler is not None:
                 scheduler.step()
             last = epoch + 1 == settings.epochs
@@ -236,7 +256,7 @@ def train_model(
                 accuracy = evaluate_accuracy(model, data.x_test, data.y_test)
             record = EpochRecord(
                 epoch=epoch + 1,
-                loss=float(loss_sum) / n,
+                loss=mean_loss,
                 accuracy=accuracy,
                 expected_l0=model.expected_l0(),
                 expected_flops=model.expected_flops(),
