@@ -182,7 +182,7 @@ class L0WideResNet(L0Model):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             _copy_module(self.fc),
-        ).eval()
+        ).to(self.fc.weight.device).eval()
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
