@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import threading
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,12 +185,15 @@ class PersistResultsCallback(tune.Callback):
 
 
 def _error_text(trial: Trial) -> str:
+    """The trial's last error as Ray Tune recorded it (its exception and traceback)."""
+    text = ""
     try:
-        error = trial.get_pickled_error()
-    except Exception:  # the error file may be unreadable; the text below still helps
-        error = None
-    if error is not None:
-        text = "".join(traceback.format_exception_only(type(error), error)).strip()
-    else:
-        text = f"trial {trial.trial_id} failed after {trial.num_failures} attempt(s)"
-    return text[-4000:]
+        if trial.error_file:
+            text = Path(trial.error_file).read_text(encoding="utf-8", errors="replace")
+    except OSError:  # no error file (e.g. the actor died): the message below still helps
+        text = ""
+    # The file appends every attempt; the last one is what failed the trial for good.
+    last = text.rsplit("Failure # ", 1)[-1].strip()
+    if not last:
+        return f"trial {trial.trial_id} failed after {trial.num_failures} attempt(s)"
+    return last[-4000:]

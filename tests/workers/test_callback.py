@@ -162,13 +162,18 @@ def test_errors_after_retries_mark_the_pack_failed(store: SweepStore, tmp_path: 
     rows = store.trials(sweep_id)
     members = [Member(r.lam, r.beta, r.seed, r.id) for r in rows]
     trial = _trial("ray1", {"pack": pack_config(members)})
-    trial.get_pickled_error = lambda: RuntimeError("out of memory")
+    error_file = tmp_path / "error.txt"
+    error_file.write_text(
+        "Failure # 1 (at t)\nOSError: disk\nFailure # 2 (at t)\nRuntimeError: out of memory\n"
+    )
+    trial.error_file = str(error_file)
     cb = _callback(store, sweep_id, tmp_path)
     cb.on_trial_error(0, [], trial)
     after = store.trials(sweep_id)
     assert {t.status for t in after} == {"failed"}
     with session_scope(store.engine) as session:
-        assert "out of memory" in (repository.get_trial(session, rows[0].id).error or "")
+        error = repository.get_trial(session, rows[0].id).error or ""
+    assert "RuntimeError: out of memory" in error and "disk" not in error
 
 
 def test_store_and_index_survive_pickling(store: SweepStore, tmp_path: Path) -> None:
