@@ -217,15 +217,18 @@ def _device() -> str:
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 
-def _load_state(checkpoint: tune.Checkpoint | None) -> Any | None:
+def _load_state(checkpoint: tune.Checkpoint | None) -> tuple[Any | None, int]:
+    """(engine state, last epoch it holds) of a checkpoint; (None, 0) without one."""
     if checkpoint is None:
-        return None
+        return None, 0
     with checkpoint.as_directory() as directory:
         path = Path(directory) / STATE_FILE
         if not path.exists():
-            return None
+            return None, 0
+        meta = json.loads(Path(directory, META_FILE).read_text(encoding="utf-8"))
+        epoch = max((int(r["epoch"]) for r in meta["records"]), default=0)
         # Our own checkpoint files, written by this trainable: trusted.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False), epoch
 
 
 def _resume_checkpoint(config: Mapping[str, Any]) -> tune.Checkpoint | None:
@@ -253,7 +256,7 @@ def train_pack(config: dict[str, Any], *, job: TrainJob, engine: PackEngine | No
     tune.report({"kind": STARTED, "node": node, "k": len(members)})
 
     checkpoint = _resume_checkpoint(config)
-    resume = _load_state(checkpoint)
+    resume, resumed_at = _load_state(checkpoint)
     epochs = int(job.spec["training"]["epochs"])
 
     def on_progress(records: Sequence[MemberEpoch], state: Any) -> None:
@@ -264,7 +267,8 @@ def train_pack(config: dict[str, Any], *, job: TrainJob, engine: PackEngine | No
                 {
                     "kind": EPOCH,
                     "node": node,
-                    "records": [asdict(r) for r in records],
+                    # Provenance, stored with each epoch row: 0 = this run started fresh.
+                    "records": [{**asdict(r), "resumed_at_epoch": resumed_at} for r in records],
                     "epoch": max(r.epoch for r in records),
                     "epochs": epochs,
                 },

@@ -43,7 +43,7 @@ def shared_cluster() -> Cluster:
             head_node_args={
                 "num_cpus": 0,
                 "include_dashboard": False,
-                "object_store_memory": 200 * 1024 * 1024,
+                "object_store_memory": _OBJECT_STORE,
                 "node_ip_address": "127.0.0.1",
             },
         )

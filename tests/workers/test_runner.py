@@ -100,6 +100,9 @@ def test_a_trial_failing_once_is_retried_from_its_checkpoint(
         {"trial": row.id, "resumed_at": 1},
     ]
     assert _epochs(s.store, row.id) == [1, 2, 3]
+    with session_scope(s.store.engine) as session:
+        extra = [e.extra for e in repository.list_trial_epochs(session, row.id)]
+    assert [x["resumed_at_epoch"] for x in extra if x] == [0, 1, 1]
 
 
 def test_a_trial_failing_every_time_is_marked_failed(
