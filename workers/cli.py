@@ -25,6 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+if not console.is_terminal:
+    # Logs and pipes: wide enough for the result tables instead of rich's 80 columns.
+    console.width = 120
 
 UrlOpt = Annotated[
     str | None,

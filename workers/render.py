@@ -59,6 +59,21 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _varying(trials: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The β / seed columns worth showing: those that differ between trials."""
+    columns = []
+    if len({t["beta"] for t in trials}) > 1:
+        columns.append("β")
+    if len({t["seed"] for t in trials}) > 1:
+        columns.append("seed")
+    return columns
+
+
+def _extra_cells(trial: Mapping[str, Any], columns: Sequence[str]) -> list[str]:
+    cells = {"β": _fmt(trial["beta"], ".3g"), "seed": str(trial["seed"])}
+    return [cells[c] for c in columns]
+
+
 def print_front(
     console: Console, front: Mapping[str, Any], sweep: Mapping[str, Any] | None = None
 ) -> None:
@@ -70,16 +85,17 @@ def print_front(
     if sweep is not None:
         title = f"sweep {sweep['id']} ({sweep['status']}): " + title
     table = Table(title=title)
-    for column in ("trial", "λ", "β", "seed", "error %", "sparsity %", "params", "FLOPs", "kept"):
-        table.add_column(column, justify="right" if column != "kept" else "left")
     items = sorted(front["items"], key=lambda t: -(t["metrics"] or {}).get("accuracy", 0.0))
+    extra = _varying(items)
+    columns = ["trial", "λ", *extra, "error %", "sparsity %", "params", "FLOPs", "kept"]
+    for column in columns:
+        table.add_column(column, justify="right" if column != "kept" else "left")
     for t in items:
         m = t["metrics"] or {}
         table.add_row(
             str(t["id"]),
             _fmt(t["lambda"], ".3g"),
-            _fmt(t["beta"], ".3g"),
-            str(t["seed"]),
+            *_extra_cells(t, extra),
             _fmt(None if m.get("error") is None else 100 * m["error"], ".2f"),
             _fmt(None if m.get("sparsity") is None else 100 * m["sparsity"], ".1f"),
             _fmt(m.get("params"), ",.0f"),
@@ -100,7 +116,9 @@ def print_status(
         f"{_counts(sweep)} · {done}/{total} trial-epochs"
     )
     table = Table()
-    for column in ("trial", "status", "λ", "β", "seed", "epochs", "node", "error %", "sparsity %"):
+    extra = _varying(trials)
+    columns = ["trial", "status", "λ", *extra, "epochs", "node", "error %", "sparsity %"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("status", "node") else "right")
     for t in trials:
         m = t.get("metrics") or {}
@@ -108,8 +126,7 @@ def print_status(
             str(t["id"]),
             t["status"],
             _fmt(t["lambda"], ".3g"),
-            _fmt(t["beta"], ".3g"),
-            str(t["seed"]),
+            *_extra_cells(t, extra),
             str(t["epochs_done"]),
             t.get("node") or "-",
             _fmt(None if m.get("error") is None else 100 * m["error"], ".2f"),

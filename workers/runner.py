@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow.fs
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from workers import _l0
 from workers.callback import PersistResultsCallback, ResumeIndex
@@ -49,9 +50,12 @@ _UNFINISHED = ("pending", "running")
 # Multi-objective Optuna sweeps only report their objectives in the final result; Tune's
 # strict check would reject the per-epoch results that lack them.
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-# Our callback persists everything that matters; Tune's own JSON/CSV/TensorBoard loggers
-# would only duplicate it (and choke on nothing useful).
+# Tune's result analysis reads the JSON/CSV logs (added explicitly in Runner._fit); the
+# TensorBoard logger would only complain about our list-valued results.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# num_to_keep=1 (one checkpoint per trial on disk) makes Tune snapshot its experiment state
+# at every checkpoint and warn about it each time; that state is small and we accept it.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def default_runner_id() -> str:
@@ -347,7 +351,7 @@ class Runner:
                 # A fresh experiment per (re)start; the resume index carries checkpoints over.
                 name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
                 storage_path=sweep_dir,
-                callbacks=[callback],
+                callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
                 stop=stopper,
                 failure_config=tune.FailureConfig(max_failures=self.options.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
