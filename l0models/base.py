@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from l0models.gates import GateConfig
-from l0models.layers import L0Layer, check_penalty_args
+from l0models.layers import L0Layer, check_penalty_args, layers_penalty
 
 __all__ = ["L0Model"]
 
@@ -67,10 +67,7 @@ class L0Model(nn.Module):
 
     def penalty(self) -> Tensor:
         """DESIGN §3: expected L0 + L2 over gate groups, plus ½·wd·θ² on ungated parameters."""
-        layers = self.l0_layers()
-        total = layers[0].penalty()
-        for layer in layers[1:]:
-            total = total + layer.penalty()
+        total = layers_penalty(self.l0_layers())
         ungated = self._ungated_parameters()
         if self.weight_decay > 0 and ungated:
             l2 = sum(torch.dot(p.flatten(), p.flatten()) for p in ungated)

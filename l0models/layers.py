@@ -8,6 +8,7 @@ bias) get the plain ½·wd·θ² with a positive sign.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,7 +24,7 @@ from l0models.gates import (
     test_time_gate,
 )
 
-__all__ = ["L0Conv2d", "L0Layer", "L0Linear", "check_penalty_args"]
+__all__ = ["L0Conv2d", "L0Layer", "L0Linear", "check_penalty_args", "layers_penalty"]
 
 
 def check_penalty_args(lam: float, weight_decay: float, n_train: int) -> None:
@@ -107,70 +108,77 @@ class L0Layer(nn.Module):
     def penalty(self) -> Tensor:
         """Expected L0 + L2 penalty of DESIGN §3 for this layer (a scalar), with hand-written
         gradients: a few kernels instead of the dozens autograd would run per step."""
+        return layers_penalty([self])
+
+    def _penalty_spec(self) -> tuple[float, float, float, bool]:
         g = self.gate
         shift = g.beta * math.log(-g.gamma / g.zeta)
-        weight: Tensor = self.weight  # type: ignore[assignment]
-        bias: Tensor | None = self.bias  # type: ignore[assignment]
-        return _GroupPenalty.apply(
-            self.log_alpha,
-            weight,
-            bias,
-            shift,
-            self.weight_decay,
-            self.lam / self.n_train,
-            isinstance(self, L0Conv2d),
-        )
+        return shift, self.weight_decay, self.lam / self.n_train, isinstance(self, L0Conv2d)
 
 
-class _GroupPenalty(torch.autograd.Function):
-    """Σ_g P_g·Σ_{j∈g}(½·wd·θ_j² + λ/N), plus ½·wd·Σb² for a linear layer's ungrouped bias.
+def layers_penalty(layers: Sequence[L0Layer]) -> Tensor:
+    """Σ over ``layers`` of their penalties, as one autograd node."""
+    specs = tuple(layer._penalty_spec() for layer in layers)
+    tensors: list[Tensor | None] = []
+    for layer in layers:
+        tensors += [layer.log_alpha, layer.weight, layer.bias]  # type: ignore[list-item]
+    return _LayersPenalty.apply(specs, *tensors)
+
+
+class _LayersPenalty(torch.autograd.Function):
+    """Σ_layers Σ_g P_g·Σ_{j∈g}(½·wd·θ_j² + λ/N), plus ½·wd·Σb² for a linear layer's
+    ungrouped bias.
 
     Groups: columns of a linear weight (out, in); output maps of a conv weight (out, ...)
-    together with their bias.
+    together with their bias. Inputs: per layer (log α, weight, bias or None).
     """
 
     @staticmethod
     def forward(
-        ctx: Any,
-        log_alpha: Tensor,
-        weight: Tensor,
-        bias: Tensor | None,
-        shift: float,
-        weight_decay: float,
-        lam_over_n: float,
-        conv: bool,
+        ctx: Any, specs: tuple[tuple[float, float, float, bool], ...], *tensors: Tensor | None
     ) -> Tensor:
-        p = torch.sigmoid(log_alpha - shift)  # P(z ≠ 0), (G,)
-        size = weight[0].numel() + (bias is not None) if conv else weight.shape[0]
-        cost = torch.full_like(p, size * lam_over_n)
-        total = p.new_zeros(())
-        if weight_decay > 0:
-            sq = (weight * weight).flatten(1).sum(1) if conv else (weight * weight).sum(0)
-            if conv and bias is not None:
-                sq = sq.addcmul_(bias, bias)
-            cost = cost.add_(sq, alpha=0.5 * weight_decay)
-            if not conv and bias is not None:
-                total = 0.5 * weight_decay * torch.dot(bias, bias)
-        total = total + torch.dot(p, cost)
-        ctx.save_for_backward(p, cost, weight, bias)
-        ctx.conv, ctx.weight_decay = conv, weight_decay
+        saved: list[Tensor | None] = []
+        total: Tensor | None = None
+        for k, (shift, weight_decay, lam_over_n, conv) in enumerate(specs):
+            log_alpha, weight, bias = tensors[3 * k : 3 * k + 3]
+            assert log_alpha is not None and weight is not None
+            p = torch.sigmoid(log_alpha - shift)  # P(z ≠ 0), (G,)
+            size = weight[0].numel() + (bias is not None) if conv else weight.shape[0]
+            cost = torch.full_like(p, size * lam_over_n)
+            if weight_decay > 0:
+                sq = (weight * weight).flatten(1).sum(1) if conv else (weight * weight).sum(0)
+                if conv and bias is not None:
+                    sq = sq.addcmul_(bias, bias)
+                cost = cost.add_(sq, alpha=0.5 * weight_decay)
+                if not conv and bias is not None:
+                    term = torch.dot(bias, bias).mul_(0.5 * weight_decay)
+                    total = term if total is None else total.add_(term)
+            term = torch.dot(p, cost)
+            total = term if total is None else total.add_(term)
+            saved += [p, cost, weight, bias]
+        ctx.save_for_backward(*saved)
+        ctx.specs = specs
+        assert total is not None
         return total
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        p, cost, weight, bias = ctx.saved_tensors
-        wd = ctx.weight_decay
-        grad_alpha = torch.addcmul(p, p, p, value=-1.0).mul_(cost).mul_(grad)
-        grad_weight = grad_bias = None
-        if wd > 0:
-            coef = p * (grad * wd)  # d/dθ of P_g·½·wd·θ² = wd·P_g·θ
-            if ctx.conv:
-                grad_weight = weight * coef.view(-1, *([1] * (weight.dim() - 1)))
-                grad_bias = None if bias is None else bias * coef
-            else:
-                grad_weight = weight * coef
-                grad_bias = None if bias is None else bias * (grad * wd)
-        return grad_alpha, grad_weight, grad_bias, None, None, None, None
+        saved = ctx.saved_tensors
+        grads: list[Tensor | None] = [None]  # for specs
+        for k, (_, wd, _, conv) in enumerate(ctx.specs):
+            p, cost, weight, bias = saved[4 * k : 4 * k + 4]
+            grads.append(torch.addcmul(p, p, p, value=-1.0).mul_(cost).mul_(grad))
+            grad_weight = grad_bias = None
+            if wd > 0:
+                coef = p * (grad * wd)  # d/dθ of P_g·½·wd·θ² = wd·P_g·θ
+                if conv:
+                    grad_weight = weight * coef.view(-1, *([1] * (weight.dim() - 1)))
+                    grad_bias = None if bias is None else bias * coef
+                else:
+                    grad_weight = weight * coef
+                    grad_bias = None if bias is None else bias * (grad * wd)
+            grads += [grad_weight, grad_bias]
+        return tuple(grads)
 
 
 class L0Linear(L0Layer):
