@@ -52,6 +52,8 @@ def shared_cluster() -> Cluster:
                 num_cpus=1, object_store_memory=_OBJECT_STORE, node_ip_address="127.0.0.1"
             )
         cluster.wait_for_nodes()
+        if ray.is_initialized():  # some earlier test started its own local Ray
+            ray.shutdown()
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
         _cluster = cluster
         atexit.register(_shutdown)

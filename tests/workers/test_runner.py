@@ -18,7 +18,14 @@ from service import repository
 from service.db import session_scope
 from tests.workers.conftest import Sweeps
 from tests.workers.ray_cluster import WORKER_NODES
-from workers.trainable import Member, MemberEpoch, ProgressFn, TrainJob, select_engine
+from workers.trainable import (
+    Member,
+    MemberEpoch,
+    ProgressFn,
+    TrainJob,
+    select_engine,
+    sequential_engine,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -199,10 +206,11 @@ def test_random_strategy_runs_its_presampled_trials(sweeps: Callable[..., Sweeps
     assert {r.status for r in after} == {"completed"}
 
 
+@pytest.mark.parametrize("engine", ["fused", "sequential"])
 def test_a_pack_trains_as_one_ray_trial_and_fans_out_to_its_rows(
-    sweeps: Callable[..., Sweeps],
+    sweeps: Callable[..., Sweeps], engine: str
 ) -> None:
-    s = sweeps()
+    s = sweeps(engine=None if engine == "fused" else sequential_engine)
     sweep_id = s.create(lambdas=[0.1, 0.3, 1.0, 3.0, 10.0], fuse=2)
     outcome = s.runner.run_next()
     assert outcome is not None and outcome.status == "completed" and outcome.completed == 5
@@ -217,3 +225,6 @@ def test_a_pack_trains_as_one_ray_trial_and_fans_out_to_its_rows(
     assert all(models) and len({m for m in models if m}) == 5
     for row in rows:
         assert row.metrics is not None and _epochs(s.store, row.id) == [1, 2]
+    # Members keep their own λ: the strongest one pushes its gates down the most.
+    expected_l0 = [r.metrics["expected_l0"] for r in rows if r.metrics]
+    assert expected_l0[-1] < expected_l0[0]
