@@ -173,16 +173,20 @@ class L0WideResNet(L0Model):
     @torch.no_grad()
     def compact(self) -> nn.Module:
         blocks = [_compact_block(b) for b in self._block_list()]
-        return nn.Sequential(
-            _copy_module(self.normalize),
-            _copy_module(self.stem),
-            *blocks,
-            _copy_module(self.bn),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            _copy_module(self.fc),
-        ).to(self.fc.weight.device).eval()
+        return (
+            nn.Sequential(
+                _copy_module(self.normalize),
+                _copy_module(self.stem),
+                *blocks,
+                _copy_module(self.bn),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                _copy_module(self.fc),
+            )
+            .to(self.fc.weight.device)
+            .eval()
+        )
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
