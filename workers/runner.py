@@ -166,10 +166,19 @@ class Runner:
 
     def serve_forever(self) -> None:
         """Resume interrupted sweeps, then run pending ones until :meth:`stop`."""
-        self.resume_interrupted()
+        self._guarded(self.resume_interrupted)
         while not self.shutdown.is_set():
-            if self.run_next() is None:
+            if self._guarded(self.run_next) is None:
                 self.shutdown.wait(self.options.poll_interval_s)
+
+    def _guarded(self, step: Any) -> Any:
+        # The loop outlives a database outage or a broken sweep: log, wait, try again.
+        try:
+            return step()
+        except Exception:
+            log.exception("runner step failed; retrying in %.0f s", self.options.poll_interval_s)
+            self.shutdown.wait(max(1.0, self.options.poll_interval_s))
+            return None
 
     def stop(self) -> None:
         """Ask the loop and a running sweep to stop; the sweep stays resumable."""
