@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from l0models import (
     Dataset,
+    LeNet5Config,
     MLPConfig,
     TrainSettings,
     build_model,
@@ -49,7 +50,8 @@ from l0models import (
 )
 from l0models.fused import MemberSpec, auto_pack_size, train_fused
 
-CONFIG = MLPConfig(hidden=(300, 100))
+MODELS = {"mlp": MLPConfig(hidden=(300, 100)), "lenet": LeNet5Config()}
+CONFIG: MLPConfig | LeNet5Config = MODELS["mlp"]
 LAM, BETA = 0.1, 2 / 3
 
 
@@ -241,16 +243,23 @@ def main() -> None:
         help="seconds one measurement may take; epochs are cut to a fraction to fit",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
+    parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--noise", default="member", choices=("member", "pack"))
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--compare-vmap", action="store_true")
     args = parser.parse_args()
+    global CONFIG
+    CONFIG = MODELS[args.model]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     ks = [int(k) for k in args.ks.split(",") if k]
 
     data = load_dataset("mnist", device=device)
     print(f"machine: {machine(device)}")
     print(f"data: MNIST {data.n_train} train / {data.x_test.shape[0]} test on {device}")
+    print(f"model: {CONFIG}")
     if args.compare_vmap:
         for k in (16,) if device.type == "cpu" else (16, 128):
             compare_vmap(device, k)
@@ -280,7 +289,11 @@ def main() -> None:
             f = fractions[name]
             seconds_per_trial_epoch = run(fraction_of(data, f, 100), device) / f
             rates[name].append(1.0 / seconds_per_trial_epoch)
-            print(f"round {r + 1} {name:32s}: {rates[name][-1]:8.3f} trial-epochs/s")
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            print(
+                f"round {r + 1} {name:32s}: {rates[name][-1]:8.3f} trial-epochs/s"
+                f"  (load {load:.1f})"
+            )
 
     median = {name: statistics.median(v) for name, v in rates.items()}
     resident = median["resident (train_model)"]

@@ -433,10 +433,19 @@ def train_fused(
 
 # ---- choosing K ------------------------------------------------------------------------------
 
-# Rule used without measuring (documented in docs/benchmarks.md, "Fused sweeps").
-_CPU_PACK = {"mlp": 16, "lenet": 1}
+# Rule used without measuring (measurements in docs/benchmarks.md, "Fused sweeps").
+# CPU: a pack only pays while its weights, gradients and Adam moments (16 bytes per
+# parameter and member) stay in the last-level cache (32 MiB on the dev VM, some of it left
+# for activations); beyond that each elementwise pass streams K× the weights from DRAM and
+# a pack runs no faster than its members one by one. Grouped convolution never paid there.
+_CPU_PACK_BYTES = 24 << 20
+_CPU_MAX_PACK = {"mlp": 64, "lenet": 1}
 _GPU_MAX_PACK = {"mlp": 256, "lenet": 128}
 _measured: dict[tuple[Any, ...], int] = {}
+
+
+def _param_count(config: ModelConfig) -> int:
+    return sum(p.numel() for p in build_model(config).parameters())
 
 
 def _kind(config: ModelConfig) -> str:
@@ -446,8 +455,7 @@ def _kind(config: ModelConfig) -> str:
 def _bytes_per_member(config: ModelConfig, batch_size: int, local_rep: bool) -> int:
     """Rough training memory of one member: parameters with grads and Adam moments (4×)
     plus activations kept for backward (≈ 4 floats per activation and gate value)."""
-    model = build_model(config)
-    params = sum(p.numel() for p in model.parameters())
+    params = _param_count(config)
     if isinstance(config, MLPConfig):
         acts = config.in_features + sum(config.hidden) + config.num_classes
     else:
@@ -481,9 +489,11 @@ def auto_pack_size(
     """How many members to fuse into one pack on ``device`` (1: fusion does not pay).
 
     Without ``measure_speed`` a rule measured with ``benchmarks/fused_vs_sequential.py``:
-    WRN → 1; CPU: MLP → 16, LeNet-5 → 1 (grouped convolution on a few cores is slower than
-    one model at a time); GPU: MLP up to 256, LeNet-5 up to 128, capped so the pack's
-    estimated training memory stays under half of the free device memory. With
+    WRN → 1; CPU: LeNet-5 → 1 (grouped convolution on a few cores is slower than one model
+    at a time), MLP → the largest power of two whose weights, gradients and Adam moments
+    (16 bytes per parameter) fit in 24 MiB, at most 64 (4 for 784-300-100); GPU: MLP up to
+    256, LeNet-5 up to 128, capped so the pack's estimated training memory stays under
+    half of the free device memory. With
     ``measure_speed`` it times a few training steps of one single model and of packs of
     each candidate size (about a second per candidate, cached per process) and returns the
     size with the most member-steps per second, or 1 unless that beats one model at a time
@@ -498,8 +508,11 @@ def auto_pack_size(
         free, _total = torch.cuda.mem_get_info(device)
         fit = int(0.5 * free) // _bytes_per_member(config, batch_size, local_rep)
         limit = max(1, min(_GPU_MAX_PACK[kind], fit))
+    elif measure_speed:
+        limit = max(candidates)
     else:
-        limit = _CPU_PACK[kind] if not measure_speed else max(candidates)
+        fit = _CPU_PACK_BYTES // (16 * _param_count(config))
+        limit = max(1, min(_CPU_MAX_PACK[kind], 1 << max(0, fit.bit_length() - 1)))
     limit = min(limit, cap)
     if not measure_speed:
         return max(1, limit)

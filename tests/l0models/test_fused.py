@@ -223,8 +223,11 @@ def test_bad_arguments_say_what_is_wrong() -> None:
 
 def test_auto_pack_size_rule_and_measurement() -> None:
     assert auto_pack_size(WRNConfig(depth=10, width=1), "cpu") == 1
-    assert auto_pack_size(MLPConfig(), "cpu") == 16
-    assert auto_pack_size(MLPConfig(), "cpu", members=5) == 5
+    # 784-300-100 has 267,794 parameters (with log α): 16 bytes each is 4.3 MB a member,
+    # 5 fit in 24 MiB, rounded down to a power of two: 4. 784-64-10: 51,738 → 30 → 16.
+    assert auto_pack_size(MLPConfig(), "cpu") == 4
+    assert auto_pack_size(MLPConfig(), "cpu", members=3) == 3
+    assert auto_pack_size(MLPConfig(hidden=(64,)), "cpu") == 16
     assert auto_pack_size(MLPConfig(), "cpu", members=1) == 1
     assert auto_pack_size(LeNet5Config(), "cpu") == 1
     k = auto_pack_size(MLPConfig(hidden=(64,)), "cpu", measure_speed=True, candidates=(2, 8))
