@@ -110,6 +110,13 @@ def test_fused_lenet5_per_example_noise_matches_single_runs() -> None:
     assert_members_match_single(config, settings, data, MEMBERS[:3])
 
 
+def test_fused_sgd_schedule_matches_single_runs() -> None:
+    # optimizer="sgd": Nesterov momentum and the step schedule are elementwise too.
+    data = synthetic_dataset(n_train=300, n_test=100)
+    settings = TrainSettings(epochs=3, batch_size=50, optimizer="sgd", lr=0.05)
+    assert_members_match_single(MLPConfig(hidden=(32, 16)), settings, data, MEMBERS[:2])
+
+
 def test_member_noise_drawn_in_chunks_equals_single_stream(monkeypatch) -> None:
     # The CPU path pre-draws several steps at once; the numbers must be the single stream's.
     import l0models.fused as fused_module
