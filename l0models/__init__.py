@@ -8,6 +8,7 @@ from l0models.base import L0Model
 from l0models.compaction import compact
 from l0models.datasets import DATASET_NAMES, Dataset, load_dataset, synthetic_dataset
 from l0models.export import compact_model_bytes, export_compact_model, load_compact_model
+from l0models.fused import FusedState, MemberSpec, auto_pack_size, is_fusable, train_fused
 from l0models.gates import (
     GateConfig,
     clamp_log_alpha_,
@@ -31,6 +32,7 @@ __all__ = [
     "L0MLP",
     "Dataset",
     "EpochRecord",
+    "FusedState",
     "GateConfig",
     "L0Conv2d",
     "L0Layer",
@@ -41,11 +43,13 @@ __all__ = [
     "LeNet5Config",
     "MLPConfig",
     "Measures",
+    "MemberSpec",
     "ModelConfig",
     "TrainResult",
     "TrainSettings",
     "TrainState",
     "WRNConfig",
+    "auto_pack_size",
     "build_model",
     "clamp_log_alpha_",
     "compact",
@@ -56,6 +60,7 @@ __all__ = [
     "export_compact_model",
     "hard_concrete",
     "init_log_alpha_",
+    "is_fusable",
     "load_compact_model",
     "load_dataset",
     "logistic_noise",
@@ -64,5 +69,6 @@ __all__ = [
     "sample_gate",
     "synthetic_dataset",
     "test_time_gate",
+    "train_fused",
     "train_model",
 ]
