@@ -78,6 +78,8 @@ class RunnerOptions:
         max_failures: Ray Tune retries of a failing trial (from its last checkpoint).
         engine: Pack engine override (tests); None picks per pack size.
         data_root: Dataset cache directory passed to ``l0models.load_dataset``.
+        reuse_actors: Run the next trial in a finished trial's process (saves starting a
+            Python process and importing torch for every trial).
     """
 
     storage_path: str
@@ -87,6 +89,7 @@ class RunnerOptions:
     max_failures: int = 2
     engine: PackEngine | None = None
     data_root: str | None = None
+    reuse_actors: bool = True
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,7 @@ class Runner:
             tune.with_parameters(train_pack, job=job, engine=self.options.engine),
             {"cpu": float(resources["cpus_per_trial"]), "gpu": float(resources["gpus_per_trial"])},
         )
+        tune_config.reuse_actors = self.options.reuse_actors
         tune_config.trial_dirname_creator = _trial_dirname
         tune_config.trial_name_creator = _trial_dirname
         tuner = tune.Tuner(

@@ -57,6 +57,12 @@ def _snapshot(engine: Any, sweep_id: int) -> dict[int, dict[str, Any]]:
         return out
 
 
+def _sweep_status(engine: Any, sweep_id: int) -> str:
+    # A new session per poll: one long read transaction would keep seeing its snapshot.
+    with session_scope(engine, readonly=True) as session:
+        return str(repository.get_sweep(session, sweep_id).status)
+
+
 def _wait(condition: Any, timeout_s: float, what: str, log: Path) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -114,8 +120,7 @@ def test_runner_killed_mid_sweep_resumes_without_rerunning(
         log,
     )
     assert ray.available_resources().get("CPU", 0) >= WORKER_NODES
-    with session_scope(engine, readonly=True) as session:
-        assert repository.get_sweep(session, sweep_id).status == "running"
+    assert _sweep_status(engine, sweep_id) == "running"
 
     second = _runner(ray_cluster.address, url, storage, log)
     try:
@@ -128,13 +133,7 @@ def test_runner_killed_mid_sweep_resumes_without_rerunning(
             "the resumed sweep to complete",
             log,
         )
-        with session_scope(engine, readonly=True) as session:
-            _wait(
-                lambda: repository.get_sweep(session, sweep_id).status == "completed",
-                30,
-                "the sweep's final status",
-                log,
-            )
+        _wait(lambda: _sweep_status(engine, sweep_id) == "completed", 30, "final status", log)
     finally:
         second.send_signal(signal.SIGTERM)
         try:
