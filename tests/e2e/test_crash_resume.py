@@ -26,7 +26,7 @@ from tests.workers.ray_cluster import WORKER_NODES
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-EPOCHS = 4
+EPOCHS = 6
 
 
 def _runner(address: str, url: str, storage: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -99,8 +99,11 @@ def test_runner_killed_mid_sweep_resumes_without_rerunning(
         def mid_sweep() -> dict[int, dict[str, Any]] | None:
             snap = _snapshot(engine, sweep_id)
             done = [t for t in snap.values() if t["status"] == "completed"]
+            # Half-trained: a checkpoint to resume from and epochs still to train.
             partial = [
-                t for t in snap.values() if t["status"] != "completed" and t["epochs_done"] >= 2
+                t
+                for t in snap.values()
+                if t["status"] != "completed" and 2 <= t["epochs_done"] < EPOCHS - 1
             ]
             return snap if done and partial else None
 
@@ -153,7 +156,7 @@ def test_runner_killed_mid_sweep_resumes_without_rerunning(
             assert new["finished_at"] == old["finished_at"]
             assert new["metrics"] == old["metrics"]
             assert new["recorded"] == old["recorded"]
-        elif old["epochs_done"] >= 2:
+        elif 2 <= old["epochs_done"] < EPOCHS - 1:
             # Continued from its checkpoint, not from scratch: the epochs trained after the
             # restart say which checkpoint epoch they started from (the last epoch before
             # the kill may be trained again if the kill fell between result and checkpoint).
