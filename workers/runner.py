@@ -42,6 +42,7 @@ __all__ = [
     "SweepOutcome",
     "default_runner_id",
     "ensure_storage",
+    "trial_resources",
 ]
 
 log = logging.getLogger(__name__)
@@ -348,10 +349,9 @@ class Runner:
         *,
         name: str,
     ) -> None:
-        resources = job.spec["resources"]
         trainable = tune.with_resources(
             tune.with_parameters(train_pack, job=job, engine=self.options.engine),
-            {"cpu": float(resources["cpus_per_trial"]), "gpu": float(resources["gpus_per_trial"])},
+            trial_resources(job.spec),
         )
         tune_config.reuse_actors = self.options.reuse_actors
         tune_config.trial_dirname_creator = _trial_dirname
@@ -387,6 +387,16 @@ class Runner:
         path = Path(root, f"sweep-{sweep_id}")
         path.mkdir(parents=True, exist_ok=True)
         return str(path)
+
+
+def trial_resources(spec: dict[str, Any] | Any) -> dict[str, float]:
+    """What one Ray trial (one pack) reserves: the spec's per-trial CPUs and GPUs.
+
+    Fractional GPUs (e.g. 0.25) let Ray place several trials on one GPU; Ray then points
+    each trial's ``CUDA_VISIBLE_DEVICES`` at its GPU.
+    """
+    resources = spec["resources"]
+    return {"cpu": float(resources["cpus_per_trial"]), "gpu": float(resources["gpus_per_trial"])}
 
 
 def _trial_dirname(trial: Any) -> str:

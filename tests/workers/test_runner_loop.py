@@ -65,3 +65,15 @@ def test_cancel_stopper_stops_everything_on_runner_shutdown() -> None:
     assert stopper.stop_all() is False
     shutdown.set()
     assert stopper.stop_all() is True and not stopper.cancelled
+
+
+def test_trials_reserve_the_specs_cpus_and_fractional_gpus() -> None:
+    from ray import tune
+
+    from workers.runner import trial_resources
+
+    spec = {"resources": {"cpus_per_trial": 2, "gpus_per_trial": 0.25}}
+    assert trial_resources(spec) == {"cpu": 2.0, "gpu": 0.25}
+    wrapped = tune.with_resources(lambda config: None, trial_resources(spec))
+    # Four such trials fit on one GPU.
+    assert wrapped._resources.bundles == [{"CPU": 2.0, "GPU": 0.25}]
