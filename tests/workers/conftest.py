@@ -13,6 +13,7 @@ from ray.cluster_utils import Cluster
 from service import repository
 from service.db import create_engine_for, session_scope, upgrade_database
 from service.spec import SweepSpec
+from tests.service.fixtures import db_url, postgres_url  # noqa: F401
 from tests.workers.ray_cluster import shared_cluster
 from workers.runner import Runner, RunnerOptions
 from workers.store import SweepStore
@@ -47,11 +48,12 @@ class Sweeps:
 
 @pytest.fixture
 def sweeps(tmp_path: Path, ray_cluster: Cluster) -> Iterator[Callable[..., Sweeps]]:
-    """``sweeps(**runner_options)`` -> a :class:`Sweeps` on a fresh database."""
+    """``sweeps(url=None, **runner_options)`` -> a :class:`Sweeps` on a fresh database
+    (default a SQLite file; pass ``db_url`` to run on each backend)."""
     made: list[Sweeps] = []
 
-    def make(**options: Any) -> Sweeps:
-        url = f"sqlite:///{tmp_path / 'l0sweep.db'}"
+    def make(url: str | None = None, **options: Any) -> Sweeps:
+        url = url or f"sqlite:///{tmp_path / 'l0sweep.db'}"
         upgrade_database(url)
         store = SweepStore(create_engine_for(url))
         opts = {"storage_path": str(tmp_path / "ray"), "max_failures": 2, **options}

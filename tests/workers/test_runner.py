@@ -39,9 +39,9 @@ def _epochs(store: Any, trial_id: int) -> list[int]:
 
 
 def test_grid_sweep_runs_on_several_nodes_and_records_them(
-    sweeps: Callable[..., Sweeps], ray_cluster: Cluster
+    sweeps: Callable[..., Sweeps], ray_cluster: Cluster, db_url: str
 ) -> None:
-    s = sweeps()
+    s = sweeps(url=db_url)  # SQLite and PostgreSQL
     sweep_id = s.create(lambdas=[0.1, 0.5, 1.0, 3.0])
     outcome = s.runner.run_next()
     assert outcome is not None and outcome.sweep_id == sweep_id
@@ -171,8 +171,10 @@ def test_cancel_stops_running_trials_within_seconds(sweeps: Callable[..., Sweeps
     print(f"cancel: runner returned after {stopped_after:.1f}s, CPUs free after {freed_after:.1f}s")
 
 
-def test_optuna_runs_n_trials_and_the_front_is_built(sweeps: Callable[..., Sweeps]) -> None:
-    s = sweeps()
+def test_optuna_runs_n_trials_and_the_front_is_built(
+    sweeps: Callable[..., Sweeps], db_url: str
+) -> None:
+    s = sweeps(url=db_url)  # SQLite and PostgreSQL
     sweep_id = s.create(
         search={"strategy": "optuna", "n_trials": 4, "sampler": "tpe", "seed": 3},
         lambdas={"min": 0.05, "max": 20.0},
