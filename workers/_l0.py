@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "arch_config",
+    "auto_pack_size",
     "export_model",
     "fused_engine",
     "load_data",
@@ -113,6 +114,27 @@ def export_model(result: TrainResult, path: str) -> None:
     """Write the member's compacted model as a self-contained TorchScript file."""
     with open(path, "wb") as f:
         f.write(l0models.compact_model_bytes(result.model))
+
+
+def auto_pack_size(spec: Mapping[str, Any], data: Dataset) -> int:
+    """``l0models.auto_pack_size`` for the device the trials will use (uncapped: the runner
+    decides whether the sweep has members enough for packs of that size).
+
+    GPU trials: only measurable where the runner itself sees a GPU (it cannot look at a
+    worker's memory from here); elsewhere 1 — set ``fuse`` to an integer to fuse anyway.
+    """
+    import torch
+
+    config = arch_config(spec, data)
+    batch = int(spec["training"]["batch_size"])
+    local_rep = bool(spec["training"].get("local_rep", False))
+    if float(spec["resources"]["gpus_per_trial"]) > 0:
+        if not torch.cuda.is_available():
+            return 1
+        device = "cuda"
+    else:
+        device = "cpu"
+    return int(l0models.auto_pack_size(config, device, batch_size=batch, local_rep=local_rep))
 
 
 def fused_engine() -> PackEngine | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
+import ray
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
@@ -229,7 +230,7 @@ class Runner:
 
             k = 1
             if spec["search"]["strategy"] != "optuna":
-                k = resolve_pack_size(spec, fused_available=_l0.fused_engine() is not None)
+                k = self._pack_size(spec, job, len(unfinished))
             if unfinished and not stopper.stop_all():
                 trials_run += len(unfinished)
                 self._fit_packs(sweep.id, job, unfinished, k, index, callback, stopper, sweep_dir)
@@ -252,6 +253,25 @@ class Runner:
             return self._outcome(sweep.id, "running", trials_run, callback, interrupted=True)
         status = self.store.finish(sweep.id)
         return self._outcome(sweep.id, status, trials_run, callback)
+
+    def _pack_size(self, spec: dict[str, Any], job: TrainJob, n_members: int) -> int:
+        fused = _l0.fused_engine() is not None
+        auto_size, slots = 1, 1
+        if spec.get("fuse", "auto") == "auto" and fused:
+            resources = trial_resources(spec)
+            cluster = ray.cluster_resources()
+            if resources["gpu"] > 0:
+                slots = int(cluster.get("GPU", 0) // resources["gpu"])
+            else:
+                slots = int(cluster.get("CPU", 0) // resources["cpu"])
+            auto_size = _l0.auto_pack_size(spec, job.data)
+        return resolve_pack_size(
+            spec,
+            fused_available=fused,
+            n_members=n_members,
+            slots=max(1, slots),
+            auto_size=auto_size,
+        )
 
     def _outcome(
         self,

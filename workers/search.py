@@ -41,19 +41,37 @@ FUSABLE_ARCHS = frozenset({"mlp", "lenet5"})
 Pack = list[Member]
 
 
-def resolve_pack_size(spec: Mapping[str, Any], *, fused_available: bool) -> int:
-    """K for a grid/random sweep: the spec's ``fuse`` (an integer, or ``auto``).
+def resolve_pack_size(
+    spec: Mapping[str, Any],
+    *,
+    fused_available: bool,
+    n_members: int = 0,
+    slots: int = 1,
+    auto_size: int = 1,
+) -> int:
+    """K for a grid/random sweep from the spec's ``fuse`` (an integer, or ``auto``).
 
-    ``auto`` is 1 (one trial per configuration) until a fused engine is installed; the fused
-    work of issue 5 replaces this with a choice from the device and the model size. WRN and
-    Optuna sweeps never fuse.
+    ``auto`` takes ``auto_size`` (``l0models.auto_pack_size`` for the trials' device: the
+    pack size at which fusing measurably beats one model at a time) but only when the sweep
+    has enough members to give every parallel slot (a trial's share of the cluster) at
+    least one full pack; otherwise packs would be smaller than measured, or leave slots
+    idle, and 1 (no fusion) is the safe choice. WRN and Optuna sweeps never fuse.
+
+    Args:
+        spec: The sweep spec (JSON form).
+        fused_available: Whether a fused engine is installed.
+        n_members: Configurations still to run.
+        slots: Trials the cluster runs at once.
+        auto_size: The measured/ruled pack size for the device (1: fusion does not pay).
     """
     if spec["search"]["strategy"] == "optuna" or spec["model"]["arch"] not in FUSABLE_ARCHS:
         return 1
     fuse = spec.get("fuse", "auto")
-    if fuse == "auto":
+    if fuse != "auto":
+        return max(1, int(fuse))
+    if not fused_available or auto_size <= 1 or n_members < auto_size * max(1, slots):
         return 1
-    return max(1, int(fuse))
+    return auto_size
 
 
 def plan_packs(members: Sequence[Member], k: int) -> list[Pack]:

@@ -230,3 +230,24 @@ def test_a_pack_trains_as_one_ray_trial_and_fans_out_to_its_rows(
     # Members keep their own λ: the strongest one pushes its gates down the most.
     expected_l0 = [r.metrics["expected_l0"] for r in rows if r.metrics]
     assert expected_l0[-1] < expected_l0[0]
+
+
+def test_auto_fuses_a_sweep_large_enough_for_full_packs(sweeps: Callable[..., Sweeps]) -> None:
+    from l0models import MLPConfig, auto_pack_size
+
+    k = auto_pack_size(MLPConfig(hidden=(300, 100)), "cpu")
+    assert k > 1  # the CPU rule fuses this MLP; the test is about the runner obeying it
+    s = sweeps()
+    n = k * WORKER_NODES  # one full pack per 1-CPU slot
+    sweep_id = s.create(
+        model={"arch": "mlp", "hidden": [300, 100]},
+        lambdas=[0.05 * (i + 1) for i in range(n)],
+        training={"epochs": 1},
+        fuse="auto",
+    )
+    outcome = s.runner.run_next()
+    assert outcome is not None and outcome.status == "completed" and outcome.completed == n
+    with session_scope(s.store.engine) as session:
+        packs = [t.pack for t in repository.list_trials(session, sweep_id).items]
+    assert len(set(packs)) == WORKER_NODES and None not in packs
+    assert sorted(packs.count(p) for p in set(packs)) == [k] * WORKER_NODES

@@ -47,11 +47,22 @@ def test_plan_packs_groups_in_order_and_keeps_every_member_once() -> None:
 def test_pack_size_follows_fuse_but_never_for_optuna_or_wrn() -> None:
     assert resolve_pack_size(_spec(fuse=4), fused_available=True) == 4
     assert resolve_pack_size(_spec(fuse=1), fused_available=True) == 1
-    assert resolve_pack_size(_spec(fuse="auto"), fused_available=False) == 1
     optuna_spec = _spec(fuse=4, search={"strategy": "optuna", "n_trials": 3})
     assert resolve_pack_size(optuna_spec, fused_available=True) == 1
     wrn = _spec(model={"arch": "wrn", "depth": 10, "width": 1}, dataset="synthetic", fuse=4)
     assert resolve_pack_size(wrn, fused_available=True) == 1
+
+
+def test_auto_fuses_only_with_full_packs_for_every_slot() -> None:
+    auto = _spec(fuse="auto")
+    kwargs = {"fused_available": True, "auto_size": 16}
+    # 40 members on 2 slots: packs of 16 keep both slots busy with measured-size packs.
+    assert resolve_pack_size(auto, n_members=40, slots=2, **kwargs) == 16  # type: ignore[arg-type]
+    # 6 members on 2 slots: fusing would leave a slot idle or use unmeasured small packs.
+    assert resolve_pack_size(auto, n_members=6, slots=2, **kwargs) == 1  # type: ignore[arg-type]
+    # The device rule says fusion does not pay (e.g. LeNet-5 on CPU), or no fused engine.
+    assert resolve_pack_size(auto, fused_available=True, n_members=99, auto_size=1) == 1
+    assert resolve_pack_size(auto, fused_available=False, n_members=99, auto_size=16) == 1
 
 
 def test_grid_param_space_runs_each_pack_once_with_its_resume_checkpoint() -> None:
