@@ -20,6 +20,7 @@ __all__ = [
     "fused_engine",
     "load_data",
     "measures_dict",
+    "pack_size_for",
     "train_member",
     "train_settings",
 ]
@@ -134,7 +135,17 @@ def auto_pack_size(spec: Mapping[str, Any], data: Dataset) -> int:
         device = "cuda"
     else:
         device = "cpu"
-    return int(l0models.auto_pack_size(config, device, batch_size=batch, local_rep=local_rep))
+    return pack_size_for(config, device, batch_size=batch, local_rep=local_rep)
+
+
+def pack_size_for(config: Any, device: str, *, batch_size: int, local_rep: bool) -> int:
+    """``l0models.auto_pack_size`` on this process's ``device``; 1 where that device is a GPU
+    this process cannot see (so a probe sent to a GPU-less node answers "do not fuse")."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        return 1
+    return int(l0models.auto_pack_size(config, device, batch_size=batch_size, local_rep=local_rep))
 
 
 def fused_engine() -> PackEngine | None:

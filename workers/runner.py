@@ -43,6 +43,7 @@ __all__ = [
     "SweepOutcome",
     "default_runner_id",
     "ensure_storage",
+    "probe_pack_size_on_worker",
     "trial_resources",
 ]
 
@@ -265,6 +266,9 @@ class Runner:
             else:
                 slots = int(cluster.get("CPU", 0) // resources["cpu"])
             auto_size = _l0.auto_pack_size(spec, job.data)
+            if resources["gpu"] > 0 and auto_size == 1 and slots > 0:
+                # The driver often has no GPU (the compose runner): ask a GPU worker instead.
+                auto_size = probe_pack_size_on_worker(spec, job, resources)
         return resolve_pack_size(
             spec,
             fused_available=fused,
@@ -417,6 +421,35 @@ def trial_resources(spec: dict[str, Any] | Any) -> dict[str, float]:
     """
     resources = spec["resources"]
     return {"cpu": float(resources["cpus_per_trial"]), "gpu": float(resources["gpus_per_trial"])}
+
+
+def probe_pack_size_on_worker(
+    spec: dict[str, Any], job: TrainJob, resources: dict[str, float], *, timeout_s: float = 120.0
+) -> int:
+    """``fuse: auto`` for GPU trials when the driver sees no GPU: run ``auto_pack_size`` as a
+    Ray task holding one trial's share of a GPU, on a node that has one.
+
+    Returns 1 (no fusion) when no GPU node takes the task within ``timeout_s`` (all GPUs
+    busy, or none in the cluster), so a sweep is never held up by the probe.
+    """
+    config = _l0.arch_config(spec, job.data)
+    training = spec["training"]
+    remote: Any = ray.remote  # its typing stubs reject a function with keyword arguments
+    probe = remote(num_cpus=0, num_gpus=resources["gpu"], max_retries=0)(_l0.pack_size_for)
+    ref = probe.remote(
+        config,
+        "cuda",
+        batch_size=int(training["batch_size"]),
+        local_rep=bool(training.get("local_rep", False)),
+    )
+    try:
+        size = int(ray.get(ref, timeout=timeout_s))
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as exc:
+        ray.cancel(ref, force=True)
+        log.warning("fuse=auto: no GPU worker answered the pack-size probe (%s); K = 1", exc)
+        return 1
+    log.info("fuse=auto: a GPU worker chose packs of %d", size)
+    return size
 
 
 def _trial_dirname(trial: Any) -> str:

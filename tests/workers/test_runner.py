@@ -251,3 +251,50 @@ def test_auto_fuses_a_sweep_large_enough_for_full_packs(sweeps: Callable[..., Sw
         packs = [t.pack for t in repository.list_trials(session, sweep_id).items]
     assert len(set(packs)) == WORKER_NODES and None not in packs
     assert sorted(packs.count(p) for p in set(packs)) == [k] * WORKER_NODES
+
+
+def _gpu_mlp_spec() -> dict[str, Any]:
+    from service.spec import SweepSpec
+
+    body = {
+        "model": {"arch": "mlp", "hidden": [300, 100]},
+        "dataset": "synthetic",
+        "lambdas": [0.1],
+        "training": {"epochs": 1},
+        "resources": {"cpus_per_trial": 1, "gpus_per_trial": 0.5},
+    }
+    return SweepSpec.model_validate(body).model_dump(mode="json")
+
+
+def test_fuse_auto_probe_runs_on_a_gpu_node_when_the_driver_has_none(
+    ray_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    from l0models import synthetic_dataset
+    from workers.runner import probe_pack_size_on_worker
+
+    spec = _gpu_mlp_spec()
+    job = TrainJob(spec=spec, data=synthetic_dataset())
+    # A node that advertises a GPU: the probe must be scheduled there and answer. This node's
+    # torch sees no CUDA device, so its honest answer is 1 ("do not fuse"), given promptly.
+    node = ray_cluster.add_node(num_cpus=0, num_gpus=1)
+    try:
+        caplog.set_level("INFO", logger="workers.runner")
+        start = time.monotonic()
+        size = probe_pack_size_on_worker(spec, job, {"cpu": 1.0, "gpu": 0.5}, timeout_s=90)
+        assert size == 1 and time.monotonic() - start < 60
+        assert "a GPU worker chose packs of 1" in caplog.text
+    finally:
+        ray_cluster.remove_node(node)
+
+
+def test_fuse_auto_probe_gives_up_without_a_gpu_node(
+    ray_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    from l0models import synthetic_dataset
+    from workers.runner import probe_pack_size_on_worker
+
+    spec = _gpu_mlp_spec()
+    job = TrainJob(spec=spec, data=synthetic_dataset())
+    size = probe_pack_size_on_worker(spec, job, {"cpu": 1.0, "gpu": 0.5}, timeout_s=2)
+    assert size == 1
+    assert "no GPU worker answered" in caplog.text
