@@ -255,6 +255,34 @@ def pareto(
 
 
 @app.command()
+def plot(
+    sweep_id: Annotated[int, typer.Argument(help="Sweep id.")],
+    out: Annotated[Path, typer.Option(help="Where to write the SVG.")] = Path("pareto.svg"),
+    objectives: Annotated[
+        str, typer.Option(help="Objectives of the front drawn in red.")
+    ] = "accuracy,sparsity,flops",
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Plot test error vs sparsity and vs FLOPs (SVG), the Pareto front in red."""
+    from workers.plot import front_svg
+
+    with _client(url, token) as client:
+        try:
+            sweep = client.sweep(sweep_id)
+            front = client.pareto(sweep_id, objectives)
+            trials = client.trials(sweep_id)
+        except ApiError as exc:
+            _fail(str(exc))
+    try:
+        svg = front_svg(trials, {t["id"] for t in front["items"]}, title=sweep["name"])
+    except ValueError as exc:
+        _fail(f"sweep {sweep_id}: {exc}")
+    out.write_text(svg, encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+@app.command()
 def cancel(
     sweep_id: Annotated[int, typer.Argument(help="Sweep id.")],
     url: UrlOpt = None,

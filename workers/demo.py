@@ -57,6 +57,7 @@ def run_demo(console: Console, *, epochs: int | None = None, data_dir: Path | No
     """Run the demo; returns the process exit status."""
     from workers import _l0
     from workers.embedded import EmbeddedService, default_storage_path
+    from workers.plot import front_svg
     from workers.runner import RunnerOptions
 
     started = time.monotonic()
@@ -76,10 +77,17 @@ def run_demo(console: Console, *, epochs: int | None = None, data_dir: Path | No
                 f"λ ∈ {spec['lambdas']}, {spec['training']['epochs']} epochs each"
             )
             final = render.wait_with_progress(client, sweep["id"], console)
-            render.print_front(
-                console, client.pareto(sweep["id"], "accuracy,sparsity,flops"), final
-            )
-            render.print_status(console, final, client.trials(sweep["id"]))
+            front = client.pareto(sweep["id"], "accuracy,sparsity,flops")
+            render.print_front(console, front, final)
+            trials = client.trials(sweep["id"])
+            render.print_status(console, final, trials)
+            if any(t.get("metrics") for t in trials):
+                plot_path = settings.data_dir / "pareto.svg"
+                plot_path.write_text(
+                    front_svg(trials, {t["id"] for t in front["items"]}, title=final["name"]),
+                    encoding="utf-8",
+                )
+                console.print(f"plot of the trade-off: {plot_path}")
     minutes, seconds = divmod(time.monotonic() - started, 60)
     console.print(f"wall time {int(minutes)} min {seconds:.0f} s")
     console.print(

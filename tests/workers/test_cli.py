@@ -21,7 +21,18 @@ from workers.cli import app
 from workers.embedded import EmbeddedService
 
 TOKEN = "cli-token"
-COMMANDS = ("serve", "runner", "worker", "submit", "status", "pareto", "cancel", "export", "demo")
+COMMANDS = (
+    "serve",
+    "runner",
+    "worker",
+    "submit",
+    "status",
+    "pareto",
+    "plot",
+    "cancel",
+    "export",
+    "demo",
+)
 
 
 def test_every_command_has_help() -> None:
@@ -121,6 +132,13 @@ def test_submit_status_pareto_export_cancel(live_api: tuple[str, Settings], tmp_
     result = cli.invoke(app, ["pareto", "1", "--objectives", "accuracy,sparsity"], env=env)
     assert result.exit_code == 0, result.output
     assert "2 trial(s) on the front" in result.output  # (0.8, 0.5) is dominated by (0.9, 0.6)
+
+    svg = tmp_path / "front.svg"
+    result = cli.invoke(
+        app, ["plot", "1", "--out", str(svg), "--objectives", "accuracy,sparsity"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert svg.read_text().count('class="front"') == 2 * 2  # 2 front trials, 2 panels
 
     target = tmp_path / "model.pt"
     result = cli.invoke(app, ["export", str(ids[1]), str(target)], env=env)
