@@ -21,6 +21,8 @@ __all__ = [
     "SweepCreate",
     "SweepList",
     "SweepPublic",
+    "TrialEpochPublic",
+    "TrialHistory",
     "TrialList",
     "TrialMetrics",
     "TrialPublic",
@@ -141,6 +143,25 @@ class TrialPublic(BaseModel):
 
 class TrialList(BaseModel):
     items: list[TrialPublic]
+    total: int
+
+
+class TrialEpochPublic(BaseModel):
+    """One row of a trial's per-epoch history (DESIGN §4)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    epoch: int
+    loss: float | None
+    accuracy: float | None = Field(description="Test accuracy with test-time gates.")
+    expected_l0: float | None
+    expected_flops: float | None
+    seconds: float | None
+
+
+class TrialHistory(BaseModel):
+    trial_id: int
+    items: list[TrialEpochPublic]
     total: int
 
 

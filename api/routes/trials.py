@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Path, Response
 
 from api.deps import ReadSessionDep
 from api.errors import ERROR_RESPONSES
+from api.schemas import TrialEpochPublic, TrialHistory
 from service import repository as repo
 
 router = APIRouter(prefix="/trials", tags=["trials"])
@@ -37,3 +38,13 @@ def download_model(
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+@router.get("/{trial_id}/history", responses={404: ERROR_RESPONSES[404]})
+def trial_history(
+    trial_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: ReadSessionDep
+) -> TrialHistory:
+    """The trial's per-epoch history (loss, test accuracy, expected L0 and FLOPs), so far."""
+    rows = repo.list_trial_epochs(session, trial_id)
+    items = [TrialEpochPublic.model_validate(row) for row in rows]
+    return TrialHistory(trial_id=trial_id, items=items, total=len(items))

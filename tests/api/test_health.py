@@ -34,5 +34,6 @@ def test_docs_and_openapi(client: TestClient) -> None:
         "/api/v1/sweeps/{sweep_id}/trials",
         "/api/v1/sweeps/{sweep_id}/pareto",
         "/api/v1/trials/{trial_id}/model",
+        "/api/v1/trials/{trial_id}/history",
         "/api/v1/healthz",
     }

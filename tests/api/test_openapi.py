@@ -61,7 +61,7 @@ def test_api_conforms_to_its_schema(
     api_schema: schemathesis.BaseSchema, mode: schemathesis.GenerationMode
 ) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 9
     for operation in operations:
         if mode is schemathesis.GenerationMode.NEGATIVE and operation.path.endswith("/healthz"):
             continue  # no inputs, so no invalid ones
