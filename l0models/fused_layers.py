@@ -120,6 +120,8 @@ class _StackedL0Layer(nn.Module):
     """Gate state of K stacked L0 layers: ``log_alpha`` (K, G), per-member ``beta``/``lam``."""
 
     log_alpha: nn.Parameter
+    weight: nn.Parameter
+    bias: nn.Parameter | None
     beta: Tensor
     lam: Tensor
     pnz_shift: Tensor
@@ -134,7 +136,7 @@ class _StackedL0Layer(nn.Module):
         self.weight_decay = first.weight_decay
         self.n_train = first.n_train
         self.local_rep = first.local_rep
-        # Same registration order as L0Layer (log_alpha, then weight, bias in subclasses).
+        # Same registration order as L0Layer: log_alpha, then weight, bias.
         self.log_alpha = nn.Parameter(torch.stack([m.log_alpha.detach() for m in layers]))
         self.register_buffer("beta", torch.tensor([[m.gate.beta] for m in layers]))
         # Per-member constants computed in float64 as the single layer computes them.
@@ -143,6 +145,14 @@ class _StackedL0Layer(nn.Module):
         self.register_buffer("pnz_shift", torch.tensor(shift), persistent=False)
         self.register_buffer("slope", torch.tensor(slope), persistent=False)
         self.register_buffer("lam", torch.tensor([[m.lam] for m in layers]))
+        weights = [cast(Tensor, m.weight).detach() for m in layers]
+        biases = [cast("Tensor | None", m.bias) for m in layers]
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = (
+            None
+            if any(b is None for b in biases)
+            else nn.Parameter(torch.stack([b.detach() for b in biases if b is not None]))
+        )
         self.to(first.log_alpha.device)
 
     @property
@@ -201,13 +211,6 @@ class StackedL0Linear(_StackedL0Layer):
         super().__init__(layers)
         self.in_features = layers[0].in_features
         self.out_features = layers[0].out_features
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
-        biases = [m.bias for m in layers]
-        self.bias = (
-            None
-            if any(b is None for b in biases)
-            else nn.Parameter(torch.stack([b.detach() for b in biases if b is not None]))
-        )
 
     def group_squares(self) -> Tensor:
         # Group j = column j of W (every weight leaving input neuron j).
@@ -247,13 +250,6 @@ class StackedL0Conv2d(_StackedL0Layer):
         self.out_channels = first.out_channels
         self.stride = first.stride
         self.padding = first.padding
-        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in layers]))
-        biases = [m.bias for m in layers]
-        self.bias = (
-            None
-            if any(b is None for b in biases)
-            else nn.Parameter(torch.stack([b.detach() for b in biases if b is not None]))
-        )
 
     def group_squares(self) -> Tensor:
         # Group c = output map c: its filter weights and its bias.
