@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,6 +61,9 @@ StorageOpt = Annotated[
         "(default DATA_DIR/ray_results).",
     ),
 ]
+ObjectivesOpt = Annotated[
+    str, typer.Option(help="The front's objectives: 2 or 3 of accuracy, sparsity, flops, params.")
+]
 RetriesOpt = Annotated[
     int, typer.Option("--max-failures", help="Retries of a failing trial (from its checkpoint).")
 ]
@@ -85,8 +90,14 @@ def _runner_options(
     )
 
 
-def _client(url: str | None, token: str | None) -> ApiClient:
-    return ApiClient(url, token)
+@contextmanager
+def _api(url: str | None, token: str | None) -> Iterator[ApiClient]:
+    """An API client for one command; an API error ends the command with its message."""
+    with ApiClient(url, token) as client:
+        try:
+            yield client
+        except ApiError as exc:
+            _fail(str(exc))
 
 
 def _fail(message: str) -> None:
@@ -210,11 +221,8 @@ def submit(
         body = json.loads(spec.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         _fail(f"cannot read {spec}: {exc}")
-    with _client(url, token) as client:
-        try:
-            sweep = client.submit(body, idempotency_key=idempotency_key)
-        except ApiError as exc:
-            _fail(str(exc))
+    with _api(url, token) as client:
+        sweep = client.submit(body, idempotency_key=idempotency_key)
         console.print(f"sweep {sweep['id']} submitted: {sweep['n_trials']} trials")
         if wait:
             final = render.wait_with_progress(client, sweep["id"], console)
@@ -230,50 +238,37 @@ def status(
     token: TokenOpt = None,
 ) -> None:
     """A sweep's status, trial counts and trials."""
-    with _client(url, token) as client:
-        try:
-            render.print_status(console, client.sweep(sweep_id), client.trials(sweep_id))
-        except ApiError as exc:
-            _fail(str(exc))
+    with _api(url, token) as client:
+        render.print_status(console, client.sweep(sweep_id), client.trials(sweep_id))
 
 
 @app.command()
 def pareto(
     sweep_id: Annotated[int, typer.Argument(help="Sweep id.")],
-    objectives: Annotated[
-        str, typer.Option(help="2 or 3 of accuracy, sparsity, flops, params.")
-    ] = "accuracy,sparsity,flops",
+    objectives: ObjectivesOpt = "accuracy,sparsity,flops",
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """The sweep's Pareto front as a table."""
-    with _client(url, token) as client:
-        try:
-            render.print_front(console, client.pareto(sweep_id, objectives), client.sweep(sweep_id))
-        except ApiError as exc:
-            _fail(str(exc))
+    with _api(url, token) as client:
+        render.print_front(console, client.pareto(sweep_id, objectives), client.sweep(sweep_id))
 
 
 @app.command()
 def plot(
     sweep_id: Annotated[int, typer.Argument(help="Sweep id.")],
     out: Annotated[Path, typer.Option(help="Where to write the SVG.")] = Path("pareto.svg"),
-    objectives: Annotated[
-        str, typer.Option(help="Objectives of the front drawn in red.")
-    ] = "accuracy,sparsity,flops",
+    objectives: ObjectivesOpt = "accuracy,sparsity,flops",
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
     """Plot test error vs sparsity and vs FLOPs (SVG), the Pareto front in red."""
     from workers.plot import front_svg
 
-    with _client(url, token) as client:
-        try:
-            sweep = client.sweep(sweep_id)
-            front = client.pareto(sweep_id, objectives)
-            trials = client.trials(sweep_id)
-        except ApiError as exc:
-            _fail(str(exc))
+    with _api(url, token) as client:
+        sweep = client.sweep(sweep_id)
+        front = client.pareto(sweep_id, objectives)
+        trials = client.trials(sweep_id)
     try:
         svg = front_svg(trials, {t["id"] for t in front["items"]}, title=sweep["name"])
     except ValueError as exc:
@@ -289,11 +284,8 @@ def cancel(
     token: TokenOpt = None,
 ) -> None:
     """Cancel a pending or running sweep (its running trials stop within seconds)."""
-    with _client(url, token) as client:
-        try:
-            sweep = client.cancel(sweep_id)
-        except ApiError as exc:
-            _fail(str(exc))
+    with _api(url, token) as client:
+        sweep = client.cancel(sweep_id)
         console.print(f"sweep {sweep['id']}: {sweep['status']}")
 
 
@@ -305,11 +297,8 @@ def export_model(
     token: TokenOpt = None,
 ) -> None:
     """Download a trial's compacted model (TorchScript; `torch.jit.load` it, no l0sweep needed)."""
-    with _client(url, token) as client:
-        try:
-            target = client.download_model(trial_id, path)
-        except ApiError as exc:
-            _fail(str(exc))
+    with _api(url, token) as client:
+        target = client.download_model(trial_id, path)
     console.print(f"wrote {target} ({target.stat().st_size} bytes)")
 
 
