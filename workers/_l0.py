@@ -21,6 +21,7 @@ __all__ = [
     "load_data",
     "measures_dict",
     "pack_size_for",
+    "pack_size_request",
     "train_member",
     "train_settings",
 ]
@@ -117,25 +118,23 @@ def export_model(result: TrainResult, path: str) -> None:
         f.write(l0models.compact_model_bytes(result.model))
 
 
+def pack_size_request(spec: Mapping[str, Any], data: Dataset) -> dict[str, Any]:
+    """The arguments of :func:`pack_size_for` for the device the spec's trials will use."""
+    return {
+        "config": arch_config(spec, data),
+        "device": "cuda" if float(spec["resources"]["gpus_per_trial"]) > 0 else "cpu",
+        "batch_size": int(spec["training"]["batch_size"]),
+        "local_rep": bool(spec["training"].get("local_rep", False)),
+    }
+
+
 def auto_pack_size(spec: Mapping[str, Any], data: Dataset) -> int:
-    """``l0models.auto_pack_size`` for the device the trials will use (uncapped: the runner
-    decides whether the sweep has members enough for packs of that size).
-
-    GPU trials: only measurable where the runner itself sees a GPU (it cannot look at a
-    worker's memory from here); elsewhere 1 — set ``fuse`` to an integer to fuse anyway.
+    """``l0models.auto_pack_size`` for the device the trials will use, measured in this
+    process (uncapped: the runner decides whether the sweep has members enough for packs of
+    that size). 1 for GPU trials where this process sees no GPU: the runner then asks a GPU
+    worker (``runner.probe_pack_size_on_worker``).
     """
-    import torch
-
-    config = arch_config(spec, data)
-    batch = int(spec["training"]["batch_size"])
-    local_rep = bool(spec["training"].get("local_rep", False))
-    if float(spec["resources"]["gpus_per_trial"]) > 0:
-        if not torch.cuda.is_available():
-            return 1
-        device = "cuda"
-    else:
-        device = "cpu"
-    return pack_size_for(config, device, batch_size=batch, local_rep=local_rep)
+    return pack_size_for(**pack_size_request(spec, data))
 
 
 def pack_size_for(config: Any, device: str, *, batch_size: int, local_rep: bool) -> int:

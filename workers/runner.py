@@ -432,16 +432,9 @@ def probe_pack_size_on_worker(
     Returns 1 (no fusion) when no GPU node takes the task within ``timeout_s`` (all GPUs
     busy, or none in the cluster), so a sweep is never held up by the probe.
     """
-    config = _l0.arch_config(spec, job.data)
-    training = spec["training"]
     remote: Any = ray.remote  # its typing stubs reject a function with keyword arguments
     probe = remote(num_cpus=0, num_gpus=resources["gpu"], max_retries=0)(_l0.pack_size_for)
-    ref = probe.remote(
-        config,
-        "cuda",
-        batch_size=int(training["batch_size"]),
-        local_rep=bool(training.get("local_rep", False)),
-    )
+    ref = probe.remote(**_l0.pack_size_request(spec, job.data))
     try:
         size = int(ray.get(ref, timeout=timeout_s))
     except (ray.exceptions.GetTimeoutError, ray.exceptions.RayError) as exc:
