@@ -7,7 +7,17 @@ plain dense module, export, datasets and the training loop.
 from l0models.base import L0Model
 from l0models.compaction import compact
 from l0models.datasets import DATASET_NAMES, Dataset, load_dataset, synthetic_dataset
-from l0models.export import compact_model_bytes, export_compact_model, load_compact_model
+from l0models.export import (
+    MODEL_FORMATS,
+    ExportedFiles,
+    compact_model_bytes,
+    export_compact_model,
+    export_model_files,
+    export_program,
+    load_compact_model,
+    onnx_model_bytes,
+    pt2_model_bytes,
+)
 from l0models.fused import FusedState, MemberSpec, auto_pack_size, is_fusable, train_fused
 from l0models.gates import (
     GateConfig,
@@ -30,8 +40,10 @@ from l0models.wrn import L0WideResNet, WRNConfig
 __all__ = [
     "DATASET_NAMES",
     "L0MLP",
+    "MODEL_FORMATS",
     "Dataset",
     "EpochRecord",
+    "ExportedFiles",
     "FusedState",
     "GateConfig",
     "L0Conv2d",
@@ -58,6 +70,8 @@ __all__ = [
     "count_params",
     "evaluate_accuracy",
     "export_compact_model",
+    "export_model_files",
+    "export_program",
     "hard_concrete",
     "init_log_alpha_",
     "is_fusable",
@@ -65,7 +79,9 @@ __all__ = [
     "load_dataset",
     "logistic_noise",
     "measure",
+    "onnx_model_bytes",
     "prob_nonzero",
+    "pt2_model_bytes",
     "sample_gate",
     "synthetic_dataset",
     "test_time_gate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -10,9 +11,27 @@ from torch import Tensor, nn
 from l0models.gates import GateConfig
 from l0models.layers import L0Layer, check_penalty_args, layers_penalty
 
-__all__ = ["L0Model"]
+__all__ = ["L0Model", "check_droprates", "per_layer_droprates"]
 
 Count = float | Tensor
+
+
+def per_layer_droprates(droprate: float | Sequence[float], n_layers: int) -> list[float]:
+    """A drop rate per gated layer from one value for all or one value each."""
+    if isinstance(droprate, (int, float)):
+        return [float(droprate)] * n_layers
+    return [float(p) for p in droprate]
+
+
+def check_droprates(config: object, n_layers: int) -> None:
+    """Frozen configs keep a per-layer ``droprate_init`` as a tuple of ``n_layers`` values."""
+    value = getattr(config, "droprate_init")  # noqa: B009
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_layers:
+            raise ValueError(
+                f"droprate_init needs one value per gated layer ({n_layers}), got {len(value)}"
+            )
+        object.__setattr__(config, "droprate_init", tuple(float(p) for p in value))
 
 
 class L0Model(nn.Module):
@@ -64,6 +83,18 @@ class L0Model(nn.Module):
         """Clamp every log α to [ln 0.01, ln 100]; call after each optimiser step."""
         for layer in self.l0_layers():
             layer.clamp_()
+
+    def scale_lambdas_(self, scales: Sequence[float]) -> None:
+        """L0-sep: λ_l = λ·scales[l] for the gated layers in order (one positive scale each)."""
+        layers = self.l0_layers()
+        if len(scales) != len(layers):
+            raise ValueError(
+                f"lambda_scales needs one value per gated layer ({len(layers)}), got {len(scales)}"
+            )
+        if not all(math.isfinite(s) and s > 0 for s in scales):
+            raise ValueError(f"lambda_scales must be positive, got {list(scales)}")
+        for layer, scale in zip(layers, scales, strict=True):
+            layer.lam = self.lam * float(scale)
 
     def penalty(self) -> Tensor:
         """DESIGN §3: expected L0 + L2 over gate groups, plus ½·wd·θ² on ungated parameters."""

@@ -5,6 +5,7 @@ defined here, so a scripted file loads without l0sweep installed. (No postponed 
 in this module: TorchScript has to resolve them.)
 """
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CompactResidualBlock",
+    "ConstantMaps",
+    "NoFeatures",
     "Normalize",
     "SelectFeatures",
     "compact",
@@ -40,6 +43,31 @@ class SelectFeatures(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.index.numel()} of {self.in_features}"
+
+
+class ConstantMaps(nn.Module):
+    """What a conv layer computes when every input map is pruned: its (gated) bias, the same
+    at every position. ``bias`` is (C,); the output is (N, C, height, width)."""
+
+    def __init__(self, bias: Tensor, height: int, width: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(bias.detach().clone())
+        self.height = height
+        self.width = width
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, ...) -> (N, C, height, width)
+        c = self.bias.shape[0]
+        return self.bias.view(1, c, 1, 1).expand(x.shape[0], c, self.height, self.width)
+
+    def extra_repr(self) -> str:
+        return f"{self.bias.shape[0]} maps of {self.height}x{self.width}"
+
+
+class NoFeatures(nn.Module):
+    """A feature extractor with every output pruned: (N, ...) -> an empty (N, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.new_zeros((x.shape[0], 0))
 
 
 class Normalize(nn.Module):
@@ -131,7 +159,9 @@ def compact_linear(layer: L0Linear, m_in: Tensor, m_out: Tensor | None) -> nn.Li
     if m_out is not None:
         weight = weight[m_out]
         bias = None if bias is None else bias[m_out]
-    lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with warnings.catch_warnings():  # a layer with every input pruned has a 0-wide weight
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     lin.weight = nn.Parameter(weight.detach().clone().contiguous())
     if bias is not None:
         lin.bias = nn.Parameter(bias.detach().clone())

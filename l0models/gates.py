@@ -19,6 +19,7 @@ __all__ = [
     "LOG_ALPHA_MIN",
     "GateConfig",
     "clamp_log_alpha_",
+    "gate_from_noise_",
     "hard_concrete",
     "init_log_alpha_",
     "logistic_noise",
@@ -69,8 +70,8 @@ class _HardConcrete(torch.autograd.Function):
 
     Autograd through the elementwise ops would save several full-size tensors and run twice
     as many kernels; the per-example mode samples a (B, G) gate per layer, so this matters.
-    With ``logistic_from_uniform`` the noise argument holds u ~ U(ε, 1 − ε) and is turned
-    into logistic noise in place (its buffer is reused).
+    ``kind``: "logistic" (noise read only), "logistic!" (logistic noise whose buffer may be
+    overwritten) or "uniform!" (u ~ U(ε, 1 − ε), turned into logistic noise in its buffer).
     """
 
     @staticmethod
@@ -81,10 +82,12 @@ class _HardConcrete(torch.autograd.Function):
         beta: float,
         gamma: float,
         zeta: float,
-        logistic_from_uniform: bool,
+        kind: str,
     ) -> Tensor:
-        if logistic_from_uniform:
+        if kind == "uniform!":
             s = noise.logit_().add_(log_alpha).div_(beta).sigmoid_()
+        elif kind == "logistic!":
+            s = noise.add_(log_alpha).div_(beta).sigmoid_()
         else:
             s = torch.sigmoid((noise + log_alpha) / beta)
         z = torch.clamp(s * (zeta - gamma) + gamma, 0.0, 1.0)
@@ -122,7 +125,13 @@ def hard_concrete(
     if isinstance(beta, Tensor):
         s = torch.sigmoid((noise + log_alpha) / beta)
         return (s * (zeta - gamma) + gamma).clamp(0.0, 1.0)
-    return _HardConcrete.apply(log_alpha, noise, float(beta), float(gamma), float(zeta), False)
+    return _HardConcrete.apply(log_alpha, noise, float(beta), float(gamma), float(zeta), "logistic")
+
+
+def gate_from_noise_(log_alpha: Tensor, noise: Tensor, gate: GateConfig) -> Tensor:
+    """Training gate from logistic ``noise`` of shape ``log_alpha.shape`` or (B, G) per
+    example, computed in ``noise``'s buffer (it is consumed: the trainers' counter noise)."""
+    return _HardConcrete.apply(log_alpha, noise, gate.beta, gate.gamma, gate.zeta, "logistic!")
 
 
 def sample_gate(
@@ -137,7 +146,7 @@ def sample_gate(
     shape = log_alpha.shape if batch is None else (batch, *log_alpha.shape)
     u = torch.empty(shape, device=log_alpha.device, dtype=log_alpha.dtype)
     u.uniform_(EPS, 1.0 - EPS, generator=generator)
-    return _HardConcrete.apply(log_alpha, u, gate.beta, gate.gamma, gate.zeta, True)
+    return _HardConcrete.apply(log_alpha, u, gate.beta, gate.gamma, gate.zeta, "uniform!")
 
 
 def prob_nonzero(

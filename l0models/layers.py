@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from l0models.gates import (
     GateConfig,
     clamp_log_alpha_,
+    gate_from_noise_,
     init_log_alpha_,
     prob_nonzero,
     sample_gate,
@@ -40,8 +41,10 @@ def check_penalty_args(lam: float, weight_decay: float, n_train: int) -> None:
 class L0Layer(nn.Module):
     """Shared gate state of the L0 layers: ``log_alpha`` (one per group) and the penalty knobs.
 
-    ``generator`` (a plain attribute, not state) is the noise source of training samples;
-    the trainer sets it so that runs are reproducible.
+    Training noise (plain attributes, not state): ``noise``, the logistic noise of the next
+    training forward, which the trainers set every step from their counter-based stream
+    (``l0models.noise``) and the forward consumes; without it, ``generator`` (or torch's
+    global generator) draws the sample.
     """
 
     log_alpha: nn.Parameter
@@ -66,6 +69,7 @@ class L0Layer(nn.Module):
         self.local_rep = bool(local_rep)
         self.droprate_init = float(droprate_init)
         self.generator: torch.Generator | None = None
+        self.noise: Tensor | None = None
         self.log_alpha = nn.Parameter(torch.empty(n_groups))
         init_log_alpha_(self.log_alpha, droprate_init)
 
@@ -82,11 +86,21 @@ class L0Layer(nn.Module):
         """Groups whose test-time gate is non-zero, bool (G,)."""
         return self.test_gate().detach() > 0
 
+    def noise_shape(self, batch: int) -> tuple[int, ...]:
+        """Shape of one training forward's noise: (G,), or (batch, G) per example."""
+        groups = self.log_alpha.shape[0]
+        return (batch, groups) if self.local_rep else (groups,)
+
     def gate_values(self, batch_size: int) -> Tensor:
-        """Training: a hard-concrete sample, (G,) per minibatch or (B, G) per example.
-        Eval: the test-time gate (G,)."""
+        """Training: a hard-concrete sample, (G,) per minibatch or (B, G) per example, from
+        ``noise`` when the trainer set it (consumed), else drawn. Eval: the test-time gate."""
         if not self.training:
             return self.test_gate()
+        noise, self.noise = self.noise, None
+        if noise is not None:
+            if noise.shape != self.noise_shape(batch_size):
+                raise ValueError(f"gate noise of shape {tuple(noise.shape)} for this batch")
+            return gate_from_noise_(self.log_alpha, noise, self.gate)
         batch = batch_size if self.local_rep else None
         return sample_gate(self.log_alpha, self.gate, batch=batch, generator=self.generator)
 

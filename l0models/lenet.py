@@ -9,8 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from l0models.base import Count, L0Model
-from l0models.compaction import SelectFeatures, compact_conv, compact_linear
+from l0models.base import Count, L0Model, check_droprates, per_layer_droprates
+from l0models.compaction import (
+    ConstantMaps,
+    NoFeatures,
+    SelectFeatures,
+    compact_conv,
+    compact_linear,
+)
 from l0models.gates import GateConfig
 from l0models.layers import L0Conv2d, L0Linear
 
@@ -25,11 +31,12 @@ class LeNet5Config:
     fc_hidden: int = 500
     in_channels: int = 1
     num_classes: int = 10
-    droprate_init: float = 0.5
+    droprate_init: float | tuple[float, ...] = 0.5  # one for all or one per gated layer (4)
     input_size: int = 28
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        check_droprates(self, 4)
         if len(self.channels) != 2 or min(self.channels) <= 0:
             raise ValueError(
                 f"LeNet5Config.channels must be two positive ints, got {self.channels}"
@@ -42,6 +49,10 @@ class LeNet5Config:
         c1 = self.input_size - KERNEL + 1
         c2 = c1 // 2 - KERNEL + 1
         return c1, c2, c2 // 2
+
+    def droprates(self) -> list[float]:
+        """conv1, conv2, fc1, fc2."""
+        return per_layer_droprates(self.droprate_init, 4)
 
 
 class L0LeNet5(L0Model):
@@ -70,17 +81,17 @@ class L0LeNet5(L0Model):
         c1, c2 = config.channels
         self.pooled = config.spatial_sizes()[2]
         common = dict(
-            droprate_init=config.droprate_init,
             gate=gate,
             lam=lam,
             weight_decay=weight_decay,
             n_train=n_train,
             local_rep=local_rep,
         )
-        self.conv1 = L0Conv2d(config.in_channels, c1, KERNEL, **common)  # type: ignore[arg-type]
-        self.conv2 = L0Conv2d(c1, c2, KERNEL, **common)  # type: ignore[arg-type]
-        self.fc1 = L0Linear(c2 * self.pooled**2, config.fc_hidden, **common)  # type: ignore[arg-type]
-        self.fc2 = L0Linear(config.fc_hidden, config.num_classes, **common)  # type: ignore[arg-type]
+        p1, p2, p3, p4 = config.droprates()
+        self.conv1 = L0Conv2d(config.in_channels, c1, KERNEL, droprate_init=p1, **common)  # type: ignore[arg-type]
+        self.conv2 = L0Conv2d(c1, c2, KERNEL, droprate_init=p2, **common)  # type: ignore[arg-type]
+        self.fc1 = L0Linear(c2 * self.pooled**2, config.fc_hidden, droprate_init=p3, **common)  # type: ignore[arg-type]
+        self.fc2 = L0Linear(config.fc_hidden, config.num_classes, droprate_init=p4, **common)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, num_classes)
         self.check_input(x)
@@ -102,6 +113,7 @@ class L0LeNet5(L0Model):
         source = self._map_of_fc1_input()
         m3 = m3 & m2[source]
         m2 = m2 & m3.view(self.conv2.out_channels, -1).any(1)
+        m1 = m1 & m2.any()  # with no conv2 map left, conv1's maps feed nothing
         return [m1, m2, m3, m4]
 
     def expected_counts(self) -> list[Tensor]:
@@ -130,23 +142,38 @@ class L0LeNet5(L0Model):
     @torch.no_grad()
     def compact(self) -> nn.Module:
         m1, m2, m3, m4 = self.kept_masks()
-        conv1 = compact_conv(self.conv1, None, m1)
-        conv2 = compact_conv(self.conv2, m1, m2)
-        # Positions of the kept fc1 inputs inside the flattened kept conv2 maps.
         per_map = self.pooled**2
-        index = torch.nonzero(m3.view(-1, per_map)[m2].flatten()).flatten()
+        features: list[nn.Module]
+        if not bool(m2.any()):
+            # No conv2 map reaches fc1 (kept_masks removed the maps without kept inputs), so
+            # fc1 sees no inputs at all: its output is its bias.
+            features = [NoFeatures()]
+        else:
+            if bool(m1.any()):
+                convs: list[nn.Module] = [
+                    compact_conv(self.conv1, None, m1),
+                    nn.ReLU(),
+                    nn.MaxPool2d(2),
+                    compact_conv(self.conv2, m1, m2),
+                ]
+            else:
+                # Every conv1 map is pruned: conv2 sees zeros and outputs its gated bias.
+                _, s2, _ = self.config.spatial_sizes()
+                bias = (
+                    self.conv2.bias
+                    if self.conv2.bias is not None
+                    else self.conv2.weight.new_zeros(self.conv2.out_channels)
+                )
+                convs = [ConstantMaps((bias * self.conv2.test_gate())[m2], s2, s2)]
+            # Positions of the kept fc1 inputs inside the flattened kept conv2 maps.
+            index = torch.nonzero(m3.view(-1, per_map)[m2].flatten()).flatten()
+            features = [
+                *convs,
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                SelectFeatures(index, int(m2.sum()) * per_map),
+            ]
         fc1 = compact_linear(self.fc1, m3, m4)
         fc2 = compact_linear(self.fc2, m4, None)
-        return nn.Sequential(
-            conv1,
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            conv2,
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            SelectFeatures(index, int(m2.sum()) * per_map),
-            fc1,
-            nn.ReLU(),
-            fc2,
-        ).eval()
+        return nn.Sequential(*features, fc1, nn.ReLU(), fc2).eval()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from l0models.compaction import compact
+from l0models.compaction import ConstantMaps, compact
 
 if TYPE_CHECKING:
     from l0models.base import L0Model
@@ -38,6 +38,9 @@ class Measures:
     expected_flops: float
     expected_l0: float
     architecture: list[int] = field(default_factory=list)
+    # Test accuracy of the raw (not averaged) parameters; set by the trainers (= accuracy
+    # without an EMA), None where nobody trained the model.
+    accuracy_raw: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,9 +72,15 @@ def count_flops(module: nn.Module, input_shape: tuple[int, ...]) -> int:
         per_output = 2 * kh * kw * m.in_channels // m.groups + (m.bias is not None)
         total += per_output * out.shape[1] * out.shape[2] * out.shape[3]
 
+    def on_constant(m: nn.Module, _inp: Any, out: Tensor) -> None:
+        nonlocal total
+        total += out[0].numel()  # a conv with no kept inputs: one bias add per output
+
     handles = []
     for m in module.modules():
-        if isinstance(m, nn.Linear):
+        if isinstance(m, ConstantMaps):
+            handles.append(m.register_forward_hook(on_constant))
+        elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(on_linear))
         elif isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(on_conv))

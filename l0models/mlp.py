@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from l0models.base import Count, L0Model
+from l0models.base import Count, L0Model, check_droprates, per_layer_droprates
 from l0models.compaction import SelectFeatures, compact_linear
 from l0models.gates import GateConfig
 from l0models.layers import L0Linear
@@ -19,24 +19,29 @@ __all__ = ["L0MLP", "MLPConfig"]
 
 @dataclass(frozen=True)
 class MLPConfig:
-    """784-300-100-10 by default; ``droprate_init`` is (input layer, other layers) or one value."""
+    """784-300-100-10 by default. ``droprate_init``: None = the reference's 0.2 for the input
+    layer and 0.5 for every later one; a float for every gated layer; or one per gated layer
+    (len(hidden) + 1)."""
 
     hidden: tuple[int, ...] = (300, 100)
     in_features: int = 784
     num_classes: int = 10
-    droprate_init: float | tuple[float, float] = (0.2, 0.5)
+    droprate_init: float | tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         if any(h <= 0 for h in self.hidden) or self.in_features <= 0 or self.num_classes <= 0:
             raise ValueError(f"MLP widths must be positive, got {self}")
+        check_droprates(self, len(self.hidden) + 1)
 
     def droprates(self) -> list[float]:
         n = len(self.hidden) + 1
-        if isinstance(self.droprate_init, (int, float)):
-            return [float(self.droprate_init)] * n
-        first, rest = self.droprate_init
-        return [float(first)] + [float(rest)] * (n - 1)
+        if self.droprate_init is None:
+            return [INPUT_DROPRATE] + [HIDDEN_DROPRATE] * (n - 1)
+        return per_layer_droprates(self.droprate_init, n)
+
+
+INPUT_DROPRATE, HIDDEN_DROPRATE = 0.2, 0.5  # the reference MLP's initial drop rates
 
 
 class L0MLP(L0Model):

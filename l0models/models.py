@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from l0models.base import L0Model
 from l0models.gates import GateConfig
 from l0models.lenet import L0LeNet5, LeNet5Config
@@ -23,17 +25,26 @@ def build_model(
     local_rep: bool = False,
     gamma: float = -0.1,
     zeta: float = 1.1,
+    lambda_scales: Sequence[float] | None = None,
 ) -> L0Model:
     """The L0 model of ``config`` with gate temperature ``beta`` and penalty λ (per weight,
-    divided by ``n_train`` inside), L2 ``weight_decay``. Raises ValueError on β ≤ 0, λ < 0."""
+    divided by ``n_train`` inside), L2 ``weight_decay``; ``lambda_scales`` (one per gated
+    layer) makes layer l's strength λ·scale_l. Raises ValueError on β ≤ 0, λ < 0, scales of
+    the wrong length."""
     gate = GateConfig(beta=beta, gamma=gamma, zeta=zeta)
     kwargs = dict(lam=lam, weight_decay=weight_decay, n_train=n_train, local_rep=local_rep)
+    model: L0Model
     if isinstance(config, MLPConfig):
-        return L0MLP(config, gate, **kwargs)  # type: ignore[arg-type]
-    if isinstance(config, LeNet5Config):
-        return L0LeNet5(config, gate, **kwargs)  # type: ignore[arg-type]
-    if isinstance(config, WRNConfig):
-        return L0WideResNet(config, gate, **kwargs)  # type: ignore[arg-type]
-    raise TypeError(
-        f"build_model needs an MLPConfig, LeNet5Config or WRNConfig, got {type(config).__name__}"
-    )
+        model = L0MLP(config, gate, **kwargs)  # type: ignore[arg-type]
+    elif isinstance(config, LeNet5Config):
+        model = L0LeNet5(config, gate, **kwargs)  # type: ignore[arg-type]
+    elif isinstance(config, WRNConfig):
+        model = L0WideResNet(config, gate, **kwargs)  # type: ignore[arg-type]
+    else:
+        raise TypeError(
+            "build_model needs an MLPConfig, LeNet5Config or WRNConfig, "
+            f"got {type(config).__name__}"
+        )
+    if lambda_scales is not None:
+        model.scale_lambdas_(lambda_scales)
+    return model

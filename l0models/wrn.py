@@ -17,15 +17,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from l0models.base import Count, L0Model
+from l0models.base import Count, L0Model, check_droprates, per_layer_droprates
 from l0models.compaction import CompactResidualBlock, Normalize
 from l0models.gates import GateConfig
 from l0models.layers import L0Conv2d
 
-__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "L0WideResNet", "WRNConfig"]
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR100_MEAN",
+    "CIFAR100_STD",
+    "L0WideResNet",
+    "WRNConfig",
+    "channel_stats",
+]
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# Per-channel mean and std of CIFAR-100's training pixels (the same statistic as above).
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+_CHANNEL_STATS = {
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
+}
+
+
+def channel_stats(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) a WRN normalises ``dataset``'s raw [0, 1] pixels with: each CIFAR its own;
+    CIFAR-10's for anything else (e.g. the synthetic set)."""
+    return _CHANNEL_STATS.get(dataset, (CIFAR10_MEAN, CIFAR10_STD))
 
 
 @dataclass(frozen=True)
@@ -35,7 +56,7 @@ class WRNConfig:
     depth: int = 28
     width: int = 10
     num_classes: int = 10
-    droprate_init: float = 0.3
+    droprate_init: float | tuple[float, ...] = 0.3  # one for all or one per residual block
     in_channels: int = 3
     input_size: int = 32
     mean: tuple[float, ...] = CIFAR10_MEAN
@@ -48,10 +69,19 @@ class WRNConfig:
             raise ValueError(f"WRN width must be positive, got {self.width}")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
             raise ValueError("WRNConfig mean/std need one value per input channel")
+        check_droprates(self, self.n_blocks)
 
     @property
     def blocks_per_group(self) -> int:
         return (self.depth - 4) // 6
+
+    @property
+    def n_blocks(self) -> int:
+        """Residual blocks, one gated conv each: 3·(depth − 4)/6."""
+        return 3 * self.blocks_per_group
+
+    def droprates(self) -> list[float]:
+        return per_layer_droprates(self.droprate_init, self.n_blocks)
 
     def stages(self) -> list[int]:
         return [16, 16 * self.width, 32 * self.width, 64 * self.width]
@@ -119,11 +149,12 @@ class L0WideResNet(L0Model):
         penalty_kw = dict(lam=lam, weight_decay=weight_decay, n_train=n_train, local_rep=local_rep)
         blocks: list[L0BasicBlock] = []
         c_in = stages[0]
+        droprates = iter(config.droprates())
         for g, c_out in enumerate(stages[1:]):
             for b in range(config.blocks_per_group):
                 stride = 2 if (g > 0 and b == 0) else 1
                 blocks.append(
-                    L0BasicBlock(c_in, c_out, stride, gate, config.droprate_init, **penalty_kw)
+                    L0BasicBlock(c_in, c_out, stride, gate, next(droprates), **penalty_kw)
                 )
                 c_in = c_out
         self.blocks = nn.ModuleList(blocks)

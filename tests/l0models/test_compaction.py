@@ -18,6 +18,7 @@ from l0models import (
     count_params,
 )
 from l0models.base import L0Model
+from l0models.compaction import ConstantMaps
 from l0models.layers import L0Conv2d, L0Linear
 
 
@@ -90,6 +91,46 @@ def test_wrn_block_with_every_map_pruned_keeps_its_shortcut() -> None:
         model.l0_layers()[1].log_alpha.fill_(-6.0)  # an identity-shortcut block, all closed
     assert model.architecture()[1] == 0
     _check(model, torch.rand(4, 3, 32, 32))
+
+
+def _check_degenerate(model: L0Model, x: torch.Tensor) -> None:
+    """Like _check, for models pruned so far that nothing may be left to remove."""
+    model.eval()
+    c = compact(model)
+    assert (model(x) - c(x)).abs().max().item() < 1e-5
+    params, flops = model.cost(model.architecture())
+    assert count_params(c) == params
+    assert count_flops(c, model.input_shape) == flops
+    scripted = torch.jit.script(c)
+    assert torch.equal(scripted(x), c(x))
+
+
+# Which LeNet-5 layers (conv1, conv2, fc1, fc2) have every gate closed.
+@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (3,), (0, 3), (0, 1, 2, 3)])
+def test_lenet5_with_whole_layers_pruned_compacts_and_measures(closed: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model = L0LeNet5(LeNet5Config())
+    _randomise_gates(model, 5)
+    with torch.no_grad():
+        for i in closed:
+            model.l0_layers()[i].log_alpha.fill_(-10.0)
+    for i in closed:
+        assert model.architecture()[i] == 0
+    _check_degenerate(model, torch.rand(8, 1, 28, 28))
+    if closed == (0,):
+        # conv2 still has its (gated) bias: the constant maps reach fc1.
+        assert any(isinstance(m, ConstantMaps) for m in compact(model).modules())
+
+
+@pytest.mark.parametrize("closed", [(0,), (1,), (2,), (0, 1, 2)])
+def test_mlp_with_whole_layers_pruned_compacts_and_measures(closed: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model = L0MLP(MLPConfig(hidden=(30, 10)))
+    _randomise_gates(model, 6)
+    with torch.no_grad():
+        for i in closed:
+            model.l0_layers()[i].log_alpha.fill_(-10.0)
+    _check_degenerate(model, torch.rand(8, 1, 28, 28))
 
 
 @pytest.mark.parametrize("bad", ["not a model", nn.Linear(2, 2)])

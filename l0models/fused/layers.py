@@ -1,10 +1,11 @@
-"""Stacked L0 models: K members of one architecture as one module (the fused trainer's model).
+"""Stacked L0 layers: K members' copies of one L0 layer as one module.
 
 Every parameter of a single model gains a leading member dimension K under the same name
 (``layers.0.weight``: (out, in) → (K, out, in)), registered in the same order, so member k
 of the stack is ``tensor[k]`` for every entry of the single model's state dict and of its
 optimiser state. Linear layers run as one ``torch.baddbmm``; conv layers as one grouped
-convolution (groups = K). Each member has its own β and λ (buffers of shape (K, 1)).
+convolution (groups = K). Each member has its own β, λ and weight decay (buffers of shape
+(K, 1)), so per-layer λ (L0-sep) and weight-decay arms can share a pack.
 
 The gates' noise is passed in (one tensor per gated layer) instead of drawn inside, so the
 trainer can reproduce each member's own single-model noise stream.
@@ -20,14 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from l0models.base import L0Model
 from l0models.gates import clamp_log_alpha_
 from l0models.gates import test_time_gate as _test_time_gate
 from l0models.layers import L0Conv2d, L0Layer, L0Linear
-from l0models.lenet import L0LeNet5, LeNet5Config
-from l0models.mlp import L0MLP, MLPConfig
 
-__all__ = ["FusedL0Model", "FusedLeNet5", "FusedMLP", "StackedL0Conv2d", "StackedL0Linear"]
+__all__ = ["StackedL0Conv2d", "StackedL0Layer", "StackedL0Linear"]
 
 
 class _StackedHardConcrete(torch.autograd.Function):
@@ -116,14 +114,16 @@ class _ColumnSquares(torch.autograd.Function):
         return weight * (2.0 * g)[:, None, :]
 
 
-class _StackedL0Layer(nn.Module):
-    """Gate state of K stacked L0 layers: ``log_alpha`` (K, G), per-member ``beta``/``lam``."""
+class StackedL0Layer(nn.Module):
+    """Gate state of K stacked L0 layers: ``log_alpha`` (K, G), per-member ``beta``/``lam``/
+    ``wd`` (weight decay)."""
 
     log_alpha: nn.Parameter
     weight: nn.Parameter
     bias: nn.Parameter | None
     beta: Tensor
     lam: Tensor
+    wd: Tensor
     pnz_shift: Tensor
     slope: Tensor
 
@@ -133,7 +133,8 @@ class _StackedL0Layer(nn.Module):
         self.k = len(layers)
         self.gamma = first.gate.gamma
         self.zeta = first.gate.zeta
-        self.weight_decay = first.weight_decay
+        # Per-member weight decay; not state: it comes from the members' settings.
+        self.any_weight_decay = any(m.weight_decay > 0 for m in layers)
         self.n_train = first.n_train
         self.local_rep = first.local_rep
         # Same registration order as L0Layer: log_alpha, then weight, bias.
@@ -145,6 +146,8 @@ class _StackedL0Layer(nn.Module):
         self.register_buffer("pnz_shift", torch.tensor(shift), persistent=False)
         self.register_buffer("slope", torch.tensor(slope), persistent=False)
         self.register_buffer("lam", torch.tensor([[m.lam] for m in layers]))
+        wd = [[m.weight_decay] for m in layers]
+        self.register_buffer("wd", torch.tensor(wd), persistent=False)
         weights = [cast(Tensor, m.weight).detach() for m in layers]
         biases = [cast("Tensor | None", m.bias) for m in layers]
         self.weight = nn.Parameter(torch.stack(weights))
@@ -191,9 +194,9 @@ class _StackedL0Layer(nn.Module):
         """Each member's DESIGN §3 penalty for this layer, shape (K,): Σ_g P_g·Σ_{j∈g}(½·wd·θ_j²
         + λ/N) plus ½·wd·θ² of ungrouped parameters. ``squares``: precomputed group squares."""
         cost = self.group_sizes() * self.lam / self.n_train  # (K, 1)
-        if self.weight_decay > 0:
+        if self.any_weight_decay:
             sq = self.group_squares() if squares is None else squares
-            cost = cost + 0.5 * self.weight_decay * sq
+            cost = cost + 0.5 * self.wd * sq
         return (self.prob_nonzero() * cost).sum(1) + self.ungrouped_l2()
 
     def forward_train(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
@@ -204,7 +207,7 @@ class _StackedL0Layer(nn.Module):
         clamp_log_alpha_(self.log_alpha)
 
 
-class StackedL0Linear(_StackedL0Layer):
+class StackedL0Linear(StackedL0Layer):
     """K ``L0Linear`` layers: (K, B, in) → (K, B, out) with one batched matmul."""
 
     def __init__(self, layers: Sequence[L0Linear]) -> None:
@@ -220,9 +223,9 @@ class StackedL0Linear(_StackedL0Layer):
         return self.out_features
 
     def ungrouped_l2(self) -> Tensor:
-        if self.bias is None or self.weight_decay == 0:
+        if self.bias is None or not self.any_weight_decay:
             return self.weight.new_zeros(self.k)
-        return 0.5 * self.weight_decay * self.bias.pow(2).sum(1)
+        return 0.5 * self.wd[:, 0] * self.bias.pow(2).sum(1)
 
     def forward_train(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         if noise.dim() == 2 and not x.requires_grad:
@@ -240,7 +243,7 @@ class StackedL0Linear(_StackedL0Layer):
         return torch.baddbmm(self.bias[:, None, :], xz, w_t)  # (K, B, out)
 
 
-class StackedL0Conv2d(_StackedL0Layer):
+class StackedL0Conv2d(StackedL0Layer):
     """K ``L0Conv2d`` layers as one grouped convolution on (B, K·C_in, H, W) inputs."""
 
     def __init__(self, layers: Sequence[L0Conv2d]) -> None:
@@ -273,128 +276,3 @@ class StackedL0Conv2d(_StackedL0Layer):
         y = F.conv2d(x, self.weight.reshape(w_shape), b, self.stride, self.padding, groups=self.k)
         zb = z.transpose(0, 1).reshape(x.shape[0], kc)  # (K, B, C) -> (B, K·C)
         return y * zb[:, :, None, None]
-
-
-class FusedL0Model(nn.Module):
-    """K members of one L0 architecture. ``forward(x, noises)`` maps (K, B, ...) inputs to
-    (K, B, classes) logits; ``noises`` is one tensor per gated layer, or None at test time."""
-
-    members: int
-    single_type: type[L0Model]
-
-    def stacked_layers(self) -> list[_StackedL0Layer]:
-        return [m for m in self.modules() if isinstance(m, _StackedL0Layer)]
-
-    def forward(self, x: Tensor, noises: Sequence[Tensor] | None = None) -> Tensor:
-        raise NotImplementedError
-
-    def forward_train(self, x: Tensor, noises: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Training forward: logits (K, B, classes) and each member's penalty (K,)."""
-        raise NotImplementedError
-
-    def forward_shared(self, x: Tensor) -> Tensor:
-        """Test-time logits (K, B, classes) of every member on one shared batch (B, ...)."""
-        return self(x.unsqueeze(0).expand(self.members, *x.shape))
-
-    def penalty(self) -> Tensor:  # (K,)
-        return torch.stack([m.penalty() for m in self.stacked_layers()]).sum(0)
-
-    def clamp_log_alpha_(self) -> None:
-        for layer in self.stacked_layers():
-            layer.clamp_()
-
-    def noise_shapes(self, batch: int) -> list[tuple[int, ...]]:
-        """Per member, the noise shapes one training step draws, in the single model's order."""
-        return [m.noise_shape(batch) for m in self.stacked_layers()]
-
-    @torch.no_grad()
-    def copy_member_to_(self, k: int, model: L0Model) -> L0Model:
-        """Write member ``k``'s parameters into the single model ``model`` (same names)."""
-        params = dict(model.named_parameters())
-        for name, p in self.named_parameters():
-            params[name].copy_(p[k])
-        return model
-
-    @classmethod
-    def from_models(cls, models: Sequence[L0Model]) -> FusedL0Model:
-        """Stack single models of one architecture (``L0MLP`` or ``L0LeNet5``)."""
-        first = models[0]
-        if isinstance(first, L0MLP):
-            return FusedMLP(models)  # type: ignore[arg-type]
-        if isinstance(first, L0LeNet5):
-            return FusedLeNet5(models)  # type: ignore[arg-type]
-        raise TypeError(f"only L0MLP and L0LeNet5 members can be fused, got {type(first).__name__}")
-
-
-def _check_same(models: Sequence[L0Model], config: MLPConfig | LeNet5Config) -> None:
-    if not models:
-        raise ValueError("a fused model needs at least one member")
-    gates = {(m.gate.gamma, m.gate.zeta) for m in models}
-    knobs = {(m.weight_decay, m.n_train, m.local_rep) for m in models}
-    if len(gates) > 1 or len(knobs) > 1:
-        raise ValueError("fused members must share gamma, zeta, weight decay, N and noise mode")
-    for m in models:
-        if getattr(m, "config", None) != config:
-            raise ValueError("fused members must share one architecture config")
-
-
-class FusedMLP(FusedL0Model):
-    single_type = L0MLP
-
-    def __init__(self, models: Sequence[L0MLP]) -> None:
-        super().__init__()
-        self.config: MLPConfig = models[0].config
-        _check_same(models, self.config)
-        self.members = len(models)
-        self.layers = nn.ModuleList(
-            StackedL0Linear([m.layers[i] for m in models])  # type: ignore[misc]
-            for i in range(len(models[0].layers))
-        )
-
-    def forward(self, x: Tensor, noises: Sequence[Tensor] | None = None) -> Tensor:
-        h = x.reshape(x.shape[0], x.shape[1], -1)  # (K, B, in)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            h = layer(h, None if noises is None else noises[i])
-            if i < last:
-                h = torch.relu(h)
-        return h  # (K, B, classes)
-
-    def forward_train(self, x: Tensor, noises: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        h = x.reshape(x.shape[0], x.shape[1], -1)
-        last = len(self.layers) - 1
-        penalty = h.new_zeros(self.members)
-        for i, layer in enumerate(self.layers):
-            assert isinstance(layer, StackedL0Linear)
-            h, pen = layer.forward_train(h, noises[i])
-            penalty = penalty + pen
-            if i < last:
-                h = torch.relu(h)
-        return h, penalty
-
-
-class FusedLeNet5(FusedL0Model):
-    single_type = L0LeNet5
-
-    def __init__(self, models: Sequence[L0LeNet5]) -> None:
-        super().__init__()
-        self.config: LeNet5Config = models[0].config
-        _check_same(models, self.config)
-        self.members = len(models)
-        self.conv1 = StackedL0Conv2d([m.conv1 for m in models])
-        self.conv2 = StackedL0Conv2d([m.conv2 for m in models])
-        self.fc1 = StackedL0Linear([m.fc1 for m in models])
-        self.fc2 = StackedL0Linear([m.fc2 for m in models])
-
-    def forward(self, x: Tensor, noises: Sequence[Tensor] | None = None) -> Tensor:
-        k, b = x.shape[:2]
-        n1, n2, n3, n4 = [None] * 4 if noises is None else noises
-        h = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])  # (K, B, C, H, W) -> (B, K·C, H, W)
-        h = F.max_pool2d(torch.relu(self.conv1(h, n1)), 2)
-        h = F.max_pool2d(torch.relu(self.conv2(h, n2)), 2)  # (B, K·C2, 4, 4)
-        h = h.reshape(b, k, -1).transpose(0, 1)  # (K, B, C2·16), single-model flatten order
-        h = torch.relu(self.fc1(h, n3))
-        return self.fc2(h, n4)
-
-    def forward_train(self, x: Tensor, noises: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        return self(x, noises), self.penalty()
