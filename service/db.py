@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,18 +11,28 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
-from service.errors import L0SweepError, StorageError
+from service.errors import InvalidDataError, L0SweepError, StorageError
 
 __all__ = [
     "alembic_config",
     "create_engine_for",
     "downgrade_database",
+    "is_transient",
+    "migration_transaction",
     "normalise_url",
+    "public_url",
     "session_scope",
     "upgrade_database",
     "wait_for_database",
@@ -30,6 +41,22 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant: serialises concurrent start-up migrations on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x10_5EE9
+# A PostgreSQL server that does not answer (host down, no RST) must not hang a caller forever.
+_CONNECT_TIMEOUT_S = 10
+
+# SQLSTATEs worth retrying: class 08 (connection exception) plus these.
+_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "53300",  # too_many_connections
+        "55P03",  # lock_not_available
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up, shutting down, in recovery)
+    }
+)
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 
 
 def normalise_url(url: str) -> str:
@@ -40,26 +67,66 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_engine_for(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
+def public_url(url: str) -> str:
+    """``url`` without its password: what may be logged, printed or pickled."""
+    parsed = make_url(url)
+    return URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    ).render_as_string(hide_password=False)
+
+
+def create_engine_for(
+    url: str,
+    *,
+    busy_timeout_ms: int = 30_000,
+    echo: bool = False,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout_s: float | None = None,
+) -> Engine:
     """Create an engine for ``url`` with the settings l0sweep relies on.
 
     SQLite: WAL journal, ``busy_timeout``, foreign keys on, and write transactions opened
     with ``BEGIN IMMEDIATE`` so that concurrent writers wait for the lock instead of failing
     with "database is locked" when a read lock cannot be upgraded. Sessions opened with
     ``session_scope(engine, readonly=True)`` use a plain deferred ``BEGIN`` and never block
-    writers. PostgreSQL: psycopg 3, pre-ping.
+    writers. PostgreSQL: psycopg 3, pre-ping, a connect timeout (unless the URL sets one).
+
+    ``pool_size``, ``max_overflow`` and ``pool_timeout_s`` (seconds a checkout waits before
+    ``sqlalchemy.exc.TimeoutError``) size the connection pool; None keeps SQLAlchemy's
+    defaults (5, 10, 30 s). An in-memory SQLite database has no such pool and ignores them.
     """
     url = normalise_url(url)
     parsed = make_url(url)
+    pool = {
+        k: v
+        for k, v in (
+            ("pool_size", pool_size),
+            ("max_overflow", max_overflow),
+            ("pool_timeout", pool_timeout_s),
+        )
+        if v is not None
+    }
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        timeout = (
+            {} if "connect_timeout" in parsed.query else {"connect_timeout": _CONNECT_TIMEOUT_S}
+        )
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=timeout, **pool)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    else:
+        pool = {}  # SingletonThreadPool / StaticPool: one connection, nothing to size
     engine = create_engine(
         url,
         echo=echo,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        **pool,
     )
 
     @event.listens_for(engine, "connect")
@@ -81,13 +148,62 @@ def create_engine_for(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = F
     return engine
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it wraps) is a database failure worth retrying.
+
+    Transient: the connection refused, reset or lost; the server shutting down or starting
+    (PostgreSQL 57P01-57P03, class 08); serialization failures and deadlocks (40001, 40P01);
+    too many connections; SQLite's "database is locked". A :class:`StorageError` from
+    :func:`session_scope` is judged by the SQLAlchemy error it wraps. Everything else
+    (constraint violations, bad SQL, domain errors) is permanent.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        verdict = _transient_verdict(current)
+        if verdict is not None:
+            return verdict
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _transient_verdict(exc: BaseException) -> bool | None:
+    """True/False when ``exc`` itself decides; None to look at what it wraps."""
+    if isinstance(exc, DisconnectionError | PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or bool(_driver_verdict(exc.orig))
+    if isinstance(exc, SQLAlchemyError):
+        return None
+    return _driver_verdict(exc)
+
+
+def _driver_verdict(exc: BaseException | None) -> bool | None:
+    """The DB-API driver's error: sqlite3 by message, psycopg by SQLSTATE."""
+    if isinstance(exc, sqlite3.Error):
+        message = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and any(
+            m in message for m in _SQLITE_TRANSIENT
+        )
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
+    if exc is not None and type(exc).__module__.startswith("psycopg"):
+        # No SQLSTATE: a client-side connection failure (refused, reset, closed) is an
+        # OperationalError; an InterfaceError or ProgrammingError is our own bug.
+        return type(exc).__name__ == "OperationalError"
+    return None
+
+
 @contextlib.contextmanager
 def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
     """The one way to open a database session.
 
     Commits on success; on an exception rolls back and re-raises it — domain errors
-    (:class:`service.errors.L0SweepError`) as they are, database errors as
-    :class:`service.errors.StorageError`.
+    (:class:`service.errors.L0SweepError`) as they are, values the database refuses
+    (``DataError``, ``IntegrityError``) as :class:`service.errors.InvalidDataError`, other
+    database errors as :class:`service.errors.StorageError`.
 
     Args:
         engine: From :func:`create_engine_for`.
@@ -102,14 +218,26 @@ def session_scope(engine: Engine, *, readonly: bool = False) -> Iterator[Session
     except L0SweepError:
         session.rollback()
         raise
+    except (DataError, IntegrityError) as exc:
+        _rollback_quietly(session)
+        raise InvalidDataError(f"{type(exc).__name__}: {exc}") from exc
     except SQLAlchemyError as exc:
-        session.rollback()
+        _rollback_quietly(session)
         raise StorageError(f"{type(exc).__name__}: {exc}") from exc
     except BaseException:
-        session.rollback()
+        _rollback_quietly(session)
         raise
     finally:
         session.close()
+
+
+def _rollback_quietly(session: Session) -> None:
+    # The connection may be the thing that failed (database gone): the error being raised
+    # says what happened, and a second error from the rollback must not replace it.
+    try:
+        session.rollback()
+    except SQLAlchemyError:
+        session.invalidate()
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -121,12 +249,35 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+@contextlib.contextmanager
+def migration_transaction(conn: Connection) -> Iterator[Connection]:
+    """The transaction a migration runs in.
+
+    PostgreSQL: serialised across processes by an advisory lock. SQLite: with foreign keys
+    off, as SQLite's own ALTER TABLE procedure asks, because batch migrations rebuild
+    tables and dropping the old ``sweeps`` (or ``trials``) would cascade-delete its trials
+    (or their epochs and models); the keys are checked before the commit.
+    """
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # Outside any transaction: inside one, SQLite ignores this pragma.
+        conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+    try:
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
+            yield conn
+            if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                raise StorageError("a migration left rows that break a foreign key")
+    finally:
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
 def _run_alembic(target: str | Engine, fn: Any, revision: str) -> None:
     engine = create_engine_for(target) if isinstance(target, str) else target
     try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
+        with engine.connect() as conn, migration_transaction(conn):
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             fn(cfg, revision)

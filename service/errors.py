@@ -5,8 +5,10 @@ from __future__ import annotations
 __all__ = [
     "ConflictError",
     "IdempotencyKeyReusedError",
+    "InvalidDataError",
     "InvalidMetricsError",
     "L0SweepError",
+    "ModelFormatUnavailableError",
     "NotFoundError",
     "SpecLimitError",
     "StorageError",
@@ -29,6 +31,10 @@ class IdempotencyKeyReusedError(ConflictError):
     """An Idempotency-Key that was already used with a different sweep spec."""
 
 
+class ModelFormatUnavailableError(ConflictError):
+    """A completed trial that has no model file in the asked format; says why."""
+
+
 class SpecLimitError(L0SweepError, ValueError):
     """A valid spec that exceeds a configured limit (e.g. ``max_trials_per_sweep``).
 
@@ -47,3 +53,12 @@ class InvalidMetricsError(L0SweepError, ValueError):
 
 class StorageError(L0SweepError):
     """A database failure, re-raised by :func:`service.db.session_scope` after rollback."""
+
+
+class InvalidDataError(StorageError):
+    """The database refused a value it was given (a ``DataError`` or ``IntegrityError``: a
+    NUL byte in a text, a number out of range, a broken constraint).
+
+    The input is at fault, not the database: retrying the same request cannot succeed, so
+    the API answers 422 (not the 503 of an outage) and runners do not retry it.
+    """

@@ -39,8 +39,42 @@ class Settings(BaseSettings):
     migrate_on_startup: bool = True
     default_page_limit: int = Field(default=50, ge=1)
     max_page_limit: int = Field(default=1000, ge=1)
-    # Computed Pareto fronts kept per API process, keyed by the sweep's results_version.
+    # Computed Pareto fronts each API app keeps (its FrontCache), keyed by results_version.
     pareto_cache_size: int = Field(default=256, ge=0)
+    # Operations (issue 15): log lines as text or one JSON object per line (API, runner and,
+    # from the same variable on each node, the trainables); whether GET /metrics needs a
+    # bearer token (None: only when environment is prod); how old the database figures of a
+    # scrape may be (they are recomputed at most once per this many seconds).
+    log_format: Literal["text", "json"] = "text"
+    metrics_require_token: bool | None = None
+    metrics_refresh_s: float = Field(default=5.0, ge=0, le=300)
+    # Runners (issue 9): how long results queue in a runner while the database is down before
+    # it checkpoints and pauses the sweep, and how old a runner's heartbeat may get before
+    # another runner takes its sweeps over.
+    db_outage_tolerance_s: float = Field(default=600.0, gt=0)
+    runner_timeout_s: float = Field(default=60.0, gt=0)
+    # How long `serve` and `runner` wait for the database at start-up before giving up.
+    db_startup_wait_s: float = Field(default=60.0, ge=0)
+    # Serving (issue 10). The API's worker threads and its connection pool: every request
+    # thread holds at most one connection, so with pool_size + max_overflow >= api_threads no
+    # thread ever waits for one; when the database is slow or gone the wait is bounded by
+    # db_pool_timeout_s and answered 503 with Retry-After.
+    api_threads: int = Field(default=40, ge=1, le=1024)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=30, ge=0)
+    db_pool_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # A front read from the database is served from memory, without a query, for this long
+    # (a new result shows up at most this late); 0 checks the sweep's results_version on
+    # every read.
+    pareto_fresh_s: float = Field(default=1.0, ge=0, le=60)
+    # uvicorn: idle keep-alive, the time a client has to send one request's headers and body,
+    # and the most connections served at once (beyond it: 503).
+    server_keep_alive_s: float = Field(default=5.0, gt=0)
+    server_read_timeout_s: float = Field(default=10.0, gt=0)
+    server_max_connections: int = Field(default=512, ge=1)
+    # Largest model one trial may build (dense parameters of the architecture on its
+    # dataset), so an absurd spec is refused with a 422 instead of failing every trial.
+    max_params_per_trial: int = Field(default=100_000_000, ge=1)
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -65,6 +99,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'l0sweep.db'}"
+
+    @property
+    def metrics_token_required(self) -> bool:
+        """Whether ``GET /metrics`` asks for a token: as set, else only in prod."""
+        if self.metrics_require_token is None:
+            return self.environment == "prod"
+        return self.metrics_require_token
 
 
 def ensure_api_tokens(settings: Settings) -> list[str]:

@@ -6,12 +6,11 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     StrictInt,
@@ -21,9 +20,42 @@ from pydantic import (
 )
 
 from service.errors import SpecLimitError
+from service.sizes import DATASET_SHAPES, ModelSize, lenet5_size, mlp_size, wrn_size
+from service.spec_blocks import (
+    CONSTRAINT_KINDS,
+    MAX_BETA,
+    MAX_LAMBDA,
+    Beta,
+    BudgetConstraint,
+    BudgetSearch,
+    ConstraintKind,
+    EarlyStopping,
+    GridSearch,
+    Lambda,
+    LeNet5Model,
+    MLPModel,
+    ModelSpec,
+    OptunaSearch,
+    PositiveFloat,
+    PositiveInt,
+    RandomSearch,
+    SearchSpec,
+    StrictFloat,
+    StrictModel,
+    TrainingSpec,
+    WRNModel,
+    field_error,
+    one_per_gated_layer,
+)
+from service.vocabulary import ARCH_DATASETS, Dataset
 
 __all__ = [
     "ARCH_DATASETS",
+    "CONSTRAINT_KINDS",
+    "BudgetConstraint",
+    "BudgetSearch",
+    "ConstraintKind",
+    "EarlyStopping",
     "GridSearch",
     "LeNet5Model",
     "LogSpace",
@@ -38,70 +70,28 @@ __all__ = [
     "WRNModel",
 ]
 
-# Which datasets each architecture can train on: the MLP and LeNet-5 take 1x28x28 MNIST
-# inputs, the WRN takes 3x32x32 CIFAR inputs; "synthetic" is generated in whatever shape the
-# architecture needs, so it fits all three.
-ARCH_DATASETS: dict[str, frozenset[str]] = {
-    "mlp": frozenset({"mnist", "synthetic"}),
-    "lenet5": frozenset({"mnist", "synthetic"}),
-    "wrn": frozenset({"cifar10", "cifar100", "synthetic"}),
-}
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 class TrialPoint(NamedTuple):
-    """One configuration of a sweep: L0 strength λ, gate temperature β and seed."""
+    """One configuration of a sweep: L0 strength λ, gate temperature β, seed, and the weight
+    decay when ``training.weight_decay`` is a list (a grid dimension); None: the spec's one
+    value (``SweepSpec.trial_weight_decay`` resolves it)."""
 
     lam: float
     beta: float
     seed: int
-
-
-# ---------------------------------------------------------------- model
-
-
-class MLPModel(_Strict):
-    arch: Literal["mlp"]
-    hidden: list[Annotated[StrictInt, Field(ge=1, le=100_000)]] = Field(
-        default=[300, 100], min_length=1, max_length=16
-    )
-
-
-class LeNet5Model(_Strict):
-    arch: Literal["lenet5"]
-
-
-class WRNModel(_Strict):
-    arch: Literal["wrn"]
-    depth: StrictInt = Field(default=28, ge=10, le=100)
-    width: PositiveInt = Field(default=10, le=20)
-
-    @field_validator("depth")
-    @classmethod
-    def _depth_is_6n_plus_4(cls, depth: int) -> int:
-        if (depth - 4) % 6 != 0:
-            raise ValueError("WRN depth must be 6n + 4 (e.g. 16, 22, 28)")
-        return depth
-
-
-ModelSpec = Annotated[MLPModel | LeNet5Model | WRNModel, Field(discriminator="arch")]
+    weight_decay: float | None = None
 
 
 # ---------------------------------------------------------------- value grids
 
 
-class LogSpace(_Strict):
+class LogSpace(StrictModel):
     """``{"logspace": [lo_exp, hi_exp, num]}``: ``num`` values 10**lo … 10**hi."""
 
+    # Exponents of λ: at most 10**4 = MAX_LAMBDA.
     logspace: tuple[
-        Annotated[float, Field(ge=-30, le=30, allow_inf_nan=False)],
-        Annotated[float, Field(ge=-30, le=30, allow_inf_nan=False)],
+        Annotated[StrictFloat, Field(ge=-30, le=4)],
+        Annotated[StrictFloat, Field(ge=-30, le=4)],
         Annotated[StrictInt, Field(ge=1, le=100_000)],
     ]
 
@@ -117,8 +107,9 @@ class LogSpace(_Strict):
         return [float(x) for x in np.logspace(lo, hi, num)]
 
 
-class Range(_Strict):
-    """``{"min": a, "max": b}``: a range to sample from (random and optuna strategies)."""
+class Range(StrictModel):
+    """``{"min": a, "max": b}``: a range to sample from (random and optuna strategies) or,
+    for λ, the interval the budget strategy searches."""
 
     min: PositiveFloat
     max: PositiveFloat
@@ -142,71 +133,42 @@ def _grid_kind(value: Any) -> str:
     return "list"
 
 
-ValueList = Annotated[list[PositiveFloat], Field(min_length=1, max_length=100_000)]
+LambdaList = Annotated[list[Lambda], Field(min_length=1, max_length=100_000)]
+BetaList = Annotated[list[Beta], Field(min_length=1, max_length=100_000)]
 LambdaGrid = Annotated[
-    Annotated[ValueList, Tag("list")]
+    Annotated[LambdaList, Tag("list")]
     | Annotated[LogSpace, Tag("logspace")]
     | Annotated[Range, Tag("range")],
     Discriminator(_grid_kind),
 ]
 BetaGrid = Annotated[
-    Annotated[ValueList, Tag("list")] | Annotated[Range, Tag("range")],
+    Annotated[BetaList, Tag("list")] | Annotated[Range, Tag("range")],
     Discriminator(_grid_kind),
 ]
 
 
-# ---------------------------------------------------------------- search, training, resources
+# ---------------------------------------------------------------- resources
 
 
-class GridSearch(_Strict):
-    strategy: Literal["grid"]
-
-
-class RandomSearch(_Strict):
-    strategy: Literal["random"]
-    n_trials: PositiveInt
-    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
-
-
-class OptunaSearch(_Strict):
-    strategy: Literal["optuna"]
-    n_trials: PositiveInt
-    sampler: Literal["tpe", "nsga2"] = "tpe"
-    seed: StrictInt = Field(default=0, ge=0, le=2**32 - 1)
-
-
-SearchSpec = Annotated[GridSearch | RandomSearch | OptunaSearch, Field(discriminator="strategy")]
-
-
-class TrainingSpec(_Strict):
-    epochs: PositiveInt = Field(default=200, le=10_000)
-    batch_size: PositiveInt = Field(default=100, le=1_000_000)
-    lr: PositiveFloat = 1e-3
-    weight_decay: float = Field(default=5e-4, ge=0, allow_inf_nan=False)
-    # None: the reference droprate of the architecture (DESIGN.md §3).
-    droprate_init: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
-    local_rep: bool = False
-    optimizer: Literal["adam", "sgd"] = "adam"
-
-
-class Resources(_Strict):
-    cpus_per_trial: float = Field(default=1, gt=0, le=1024, allow_inf_nan=False)
-    gpus_per_trial: float = Field(default=0, ge=0, le=64, allow_inf_nan=False)
+class Resources(StrictModel):
+    cpus_per_trial: Annotated[StrictFloat, Field(gt=0, le=1024)] = 1
+    gpus_per_trial: Annotated[StrictFloat, Field(ge=0, le=64)] = 0
 
 
 # ---------------------------------------------------------------- the spec
 
 
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     """A sweep as POSTed to ``/api/v1/sweeps`` (DESIGN.md §5).
 
     Field order matters: ``search`` is validated before ``lambdas``/``betas`` so their
-    validators can tell whether ranges are allowed, and ``model`` before ``dataset``.
+    validators can tell whether ranges are allowed, ``model`` before ``dataset`` and both
+    before ``search`` (a budget's feasibility), ``training`` before ``early_stopping``.
     """
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     model: ModelSpec
-    dataset: Literal["mnist", "cifar10", "cifar100", "synthetic"]
+    dataset: Dataset
     search: SearchSpec = Field(default_factory=lambda: GridSearch(strategy="grid"))
     lambdas: LambdaGrid
     betas: BetaGrid = Field(default_factory=lambda: [2 / 3])
@@ -214,13 +176,24 @@ class SweepSpec(_Strict):
         default_factory=lambda: [0], min_length=1, max_length=10_000
     )
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    # Issue 13; None: every trial trains all its epochs (canonical_json leaves it out).
+    early_stopping: EarlyStopping | None = None
     resources: Resources = Field(default_factory=Resources)
     fuse: Literal["auto"] | PositiveInt = "auto"
     max_concurrent_trials: PositiveInt | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str | None) -> str | None:
+        # Shown in terminals and pages and stored as text: no control characters (NUL,
+        # escape sequences), no invisible format characters, no lone surrogates.
+        if name is not None and not name.isprintable():
+            raise ValueError("name may only contain printable characters")
+        return name
+
     @field_validator("dataset")
     @classmethod
-    def _dataset_fits_arch(cls, dataset: str, info: ValidationInfo) -> str:
+    def _dataset_fits_arch(cls, dataset: Dataset, info: ValidationInfo) -> Dataset:
         model = info.data.get("model")
         if model is not None and dataset not in ARCH_DATASETS[model.arch]:
             allowed = ", ".join(sorted(ARCH_DATASETS[model.arch]))
@@ -231,13 +204,81 @@ class SweepSpec(_Strict):
     @classmethod
     def _ranges_need_sampling(cls, value: Any, info: ValidationInfo) -> Any:
         search = info.data.get("search")
-        if isinstance(value, Range) and isinstance(search, GridSearch):
+        lambdas = info.field_name == "lambdas"
+        # Random and optuna sample ranges; the budget strategy searches λ over the interval
+        # of lambdas (any form). A search that failed validation is not judged here.
+        range_ok = isinstance(search, RandomSearch | OptunaSearch) or (
+            lambdas and isinstance(search, BudgetSearch)
+        )
+        if isinstance(value, Range) and search is not None and not range_ok:
+            budget = ", 'budget'" if lambdas else ""
             raise ValueError(
-                f"{info.field_name} as a range needs search.strategy 'random' or 'optuna'"
+                f"{info.field_name} as a range needs search.strategy 'random'{budget} or 'optuna'"
             )
+        limit = MAX_LAMBDA if info.field_name == "lambdas" else MAX_BETA
+        if isinstance(value, Range) and value.max > limit:
+            raise ValueError(f"{info.field_name} range max must be at most {limit:g}")
         if isinstance(value, list) and len(set(value)) != len(value):
             raise ValueError(f"{info.field_name} has duplicate values")
         return value
+
+    @field_validator("training")
+    @classmethod
+    def _training_fits(cls, training: TrainingSpec, info: ValidationInfo) -> TrainingSpec:
+        model, search = info.data.get("model"), info.data.get("search")
+        if model is not None and isinstance(training.droprate_init, list):
+            one_per_gated_layer(
+                "training.droprate_init", training.droprate_init, model.gated_layers
+            )
+        adaptive = isinstance(search, OptunaSearch | BudgetSearch)
+        if adaptive and len(training.weight_decays()) > 1:
+            raise ValueError("training.weight_decay as a list needs search.strategy grid or random")
+        return training
+
+    @field_validator("search")
+    @classmethod
+    def _budget_is_feasible(cls, search: Any, info: ValidationInfo) -> Any:
+        model, dataset = info.data.get("model"), info.data.get("dataset")
+        if not isinstance(search, BudgetSearch) or model is None or dataset is None:
+            return search
+        constraint = search.constraint
+        smallest = _model_size(model, dataset, smallest=True)
+        what = f"the smallest {model.arch} on {dataset} (one unit kept per gated layer)"
+        bound = constraint.value
+        if constraint.kind == "max_flops" and bound < smallest.flops:
+            message = f"max_flops={bound:g} is below the {smallest.flops:,} FLOPs of {what}"
+        elif constraint.kind == "max_params" and bound < smallest.params:
+            message = f"max_params={bound:g} is below the {smallest.params:,} parameters of {what}"
+        elif constraint.kind == "min_sparsity":
+            top = 1.0 - smallest.params / _model_size(model, dataset).params
+            if bound <= top:
+                return search
+            message = f"min_sparsity={bound:g} is above the sparsity {top:.6g} of {what}"
+        else:
+            return search
+        # Located as pydantic locates the budget block's own errors (the union's tag).
+        raise field_error(("budget", "constraint", constraint.kind), message, bound)
+
+    @field_validator("early_stopping")
+    @classmethod
+    def _rungs_fit_training(cls, stopping: Any, info: ValidationInfo) -> Any:
+        training = info.data.get("training")
+        if stopping is None or training is None:
+            return stopping
+        grace = stopping.grace_epochs
+        if grace >= training.epochs:
+            message = (
+                f"grace_epochs={grace} must be below training.epochs={training.epochs} "
+                "(no trial could be stopped)"
+            )
+            raise field_error(("grace_epochs",), message, grace)
+        if grace % training.eval_every != 0:
+            message = (
+                f"grace_epochs={grace} must be a multiple of training.eval_every="
+                f"{training.eval_every} (a rung needs a test accuracy)"
+            )
+            raise field_error(("grace_epochs",), message, grace)
+        return stopping
 
     @field_validator("seeds")
     @classmethod
@@ -263,12 +304,12 @@ class SweepSpec(_Strict):
         return [float(x) for x in grid]
 
     def grid_size(self) -> int:
-        """Number of grid points λ × β × seed, computed without expanding."""
+        """Number of grid points λ × β × seed × weight decay, computed without expanding."""
         n_lam = self.lambdas.logspace[2] if isinstance(self.lambdas, LogSpace) else None
         if n_lam is None:
             n_lam = len(self.lambdas) if isinstance(self.lambdas, list) else 1
         n_beta = len(self.betas) if isinstance(self.betas, list) else 1
-        return n_lam * n_beta * len(self.seeds)
+        return n_lam * n_beta * len(self.seeds) * len(self.training.weight_decays())
 
     @property
     def n_trials(self) -> int:
@@ -277,14 +318,44 @@ class SweepSpec(_Strict):
             return self.grid_size()
         return self.search.n_trials
 
-    def check_limits(self, max_trials_per_sweep: int) -> None:
-        """Raise :class:`SpecLimitError` when the sweep has more trials than allowed."""
+    def dense_params(self) -> int:
+        """Parameters of the dense architecture on this dataset (what a trial builds before
+        any pruning; its ``params_dense``)."""
+        return self.model_size().params
+
+    def model_size(self, *, smallest: bool = False) -> ModelSize:
+        """Parameters and FLOPs (DESIGN §4) of the dense model on this dataset (its
+        ``params_dense``/``flops_dense``), or with ``smallest`` of the smallest model a trial
+        can end with: one unit kept per gated layer."""
+        return _model_size(self.model, self.dataset, smallest=smallest)
+
+    def lambda_bounds(self) -> tuple[float, float]:
+        """(min, max) of ``lambdas`` (a range, a log-space or a list): the λ interval the
+        budget strategy searches."""
+        if isinstance(self.lambdas, Range):
+            return (float(self.lambdas.min), float(self.lambdas.max))
+        values = self._values(self.lambdas)
+        return (min(values), max(values))
+
+    def check_limits(
+        self, max_trials_per_sweep: int, *, max_params_per_trial: int | None = None
+    ) -> None:
+        """Raise :class:`SpecLimitError` when the sweep has more trials than allowed, or
+        (given ``max_params_per_trial``) a model larger than that."""
+        if max_params_per_trial is not None:
+            params = self.dense_params()
+            if params > max_params_per_trial:
+                raise SpecLimitError(
+                    f"the model has {params:,} parameters, over "
+                    f"max_params_per_trial={max_params_per_trial:,}",
+                    ("model",),
+                )
         n = self.n_trials
         if n <= max_trials_per_sweep:
             return
         if isinstance(self.search, GridSearch):
             raise SpecLimitError(
-                f"the grid lambdas x betas x seeds has {n} trials, over "
+                f"the grid lambdas x betas x seeds x weight_decay has {n} trials, over "
                 f"max_trials_per_sweep={max_trials_per_sweep}",
                 ("lambdas",),
             )
@@ -294,34 +365,47 @@ class SweepSpec(_Strict):
         )
 
     def expand_grid(self) -> list[TrialPoint]:
-        """The grid λ × β × seed in a stable order (λ slowest, seed fastest)."""
+        """The grid λ × β × seed (× weight decay when it is a list) in a stable order (λ
+        slowest, weight decay fastest: a pack of consecutive points holds its arms)."""
         if isinstance(self.lambdas, Range) or isinstance(self.betas, Range):
             raise ValueError("ranges cannot be expanded into a grid")
+        wds: list[float | None] = [None]
+        if isinstance(self.training.weight_decay, list):
+            wds = list(self.training.weight_decays())
         return [
-            TrialPoint(lam, beta, seed)
-            for lam, beta, seed in itertools.product(
-                self._values(self.lambdas), self._values(self.betas), self.seeds
+            TrialPoint(lam, beta, seed, wd)
+            for lam, beta, seed, wd in itertools.product(
+                self._values(self.lambdas), self._values(self.betas), self.seeds, wds
             )
         ]
+
+    def trial_weight_decay(self, point: TrialPoint) -> float:
+        """The weight decay ``point`` trains with (its own, or the spec's one value)."""
+        if point.weight_decay is not None:
+            return float(point.weight_decay)
+        return self.training.weight_decays()[0]
 
     def initial_trials(self) -> list[TrialPoint]:
         """The trials stored when the sweep is created.
 
         ``grid``: the whole grid. ``random``: ``n_trials`` points sampled deterministically
         (seeded by ``search.seed`` and the spec itself), λ log-uniform over a range, β
-        uniform over a range, lists sampled uniformly, seeds cycled. ``optuna``: none — the
-        runner adds them as the sampler asks.
+        uniform over a range, lists sampled uniformly, seeds cycled. ``optuna`` and
+        ``budget``: none — the runner adds them as the search asks.
         """
         if isinstance(self.search, GridSearch):
             return self.expand_grid()
-        if isinstance(self.search, OptunaSearch):
+        if isinstance(self.search, OptunaSearch | BudgetSearch):
             return []
         rng = np.random.default_rng([self.search.seed, int(self.fingerprint()[:15], 16)])
         points = []
         for i in range(self.search.n_trials):
             lam = self._sample(rng, self.lambdas, log=True)
             beta = self._sample(rng, self.betas, log=False)
-            points.append(TrialPoint(lam, beta, self.seeds[i % len(self.seeds)]))
+            wd = None
+            if isinstance(self.training.weight_decay, list):  # uniform over the list
+                wd = self._sample(rng, self.training.weight_decays(), log=False)
+            points.append(TrialPoint(lam, beta, self.seeds[i % len(self.seeds)], wd))
         return points
 
     def _sample(self, rng: np.random.Generator, grid: Any, *, log: bool) -> float:
@@ -333,9 +417,35 @@ class SweepSpec(_Strict):
         return float(values[int(rng.integers(len(values)))])
 
     def canonical_json(self) -> str:
-        """The spec as canonical JSON (sorted keys), for hashing and storage."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """The spec as canonical JSON (sorted keys), for hashing and storage.
+
+        Optional blocks added later are left out while unset, so a spec that does not use
+        them keeps the fingerprint it had before they existed (idempotency keys of stored
+        sweeps keep matching).
+        """
+        data = self.model_dump(mode="json")
+        for name in _LATER_OPTIONAL_BLOCKS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def fingerprint(self) -> str:
         """sha256 hex digest of :meth:`canonical_json`."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+#: Spec blocks added after sweeps were stored whose unset value is left out of the
+#: fingerprint (see SweepSpec.canonical_json).
+_LATER_OPTIONAL_BLOCKS = ("early_stopping",)
+
+
+def _model_size(model: ModelSpec, dataset: Dataset, *, smallest: bool = False) -> ModelSize:
+    """service.sizes for a spec's model block on ``dataset``: dense, or one kept unit per
+    gated layer (``smallest``)."""
+    shape = DATASET_SHAPES[dataset]
+    kept: Sequence[int] | None = [1] * model.gated_layers if smallest else None
+    if isinstance(model, MLPModel):
+        return mlp_size(shape.features, model.hidden, shape.classes, kept)
+    if isinstance(model, LeNet5Model):
+        return lenet5_size(shape.channels, shape.width, shape.classes, kept)
+    return wrn_size(model.depth, model.width, shape.channels, shape.classes, kept, shape.width)

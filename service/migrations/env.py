@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from service.db import create_engine_for
+from service.db import create_engine_for, migration_transaction
 from service.models import Base
 
 config = context.config
@@ -17,7 +17,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = create_engine_for(config.get_main_option("sqlalchemy.url") or "")
-    with engine.begin() as conn:
+    with engine.connect() as conn, migration_transaction(conn):
         _run(conn)
     engine.dispose()
 

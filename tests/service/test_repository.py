@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from service import repository as repo
 from service.db import create_engine_for, session_scope
@@ -58,8 +58,9 @@ def test_create_sweep_stores_grid_trials(engine: Engine) -> None:
         assert (sweep.status, sweep.n_trials, sweep.strategy) == ("pending", 8, "grid")
         trials = repo.list_trials(s, sweep_id).items
         assert [(t.lam, t.beta, t.seed) for t in trials] == [
-            tuple(p) for p in make_spec().expand_grid()
+            tuple(p)[:3] for p in make_spec().expand_grid()
         ]
+        assert {t.weight_decay for t in trials} == {make_spec().training.weight_decay}
         assert [t.number for t in trials] == list(range(8))
         assert repo.sweep_counts(s, sweep_id)["pending"] == 8
         assert repo.sweep_spec(sweep) == make_spec()
@@ -283,6 +284,18 @@ def test_trial_state_transitions(engine: Engine) -> None:
         assert repo.mark_trial_pending(s, tid).status == "completed"
 
 
+def test_a_cancel_between_a_runners_read_and_its_write_sticks(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        sweep_id = repo.create_sweep(s, make_spec()).id
+        tid = repo.list_trials(s, sweep_id).items[0].id
+        repo.mark_trial_running(s, tid)
+    with session_scope(engine) as s:  # the runner read the trial as running, then:
+        repo.cancel_sweep(s, sweep_id)
+    with session_scope(engine) as s:  # ... its crash-resume write arrives
+        assert repo.mark_trial_pending(s, tid).status == "cancelled"
+        assert repo.mark_trial_running(s, tid).status == "cancelled"
+
+
 def test_cancel_and_finish(engine: Engine) -> None:
     with session_scope(engine) as s:
         a = repo.create_sweep(s, make_spec(name="a")).id
@@ -298,6 +311,7 @@ def test_cancel_and_finish(engine: Engine) -> None:
             "completed": 1,
             "failed": 0,
             "cancelled": 7,
+            "stopped": 0,
         }
         assert repo.cancel_sweep(s, a).status == "cancelled"  # idempotent
         assert repo.finish_sweep(s, a).status == "cancelled"
@@ -350,11 +364,11 @@ def test_pareto_front_objectives_and_constraints(engine: Engine) -> None:
             repo.pareto_front(s, sweep_id, ["accuracy", "flops"], {"max_speed": 1.0})
 
 
-@pytest.mark.parametrize("cache_size", [256, 0])
+@pytest.mark.parametrize("cache_size", [256, 0, None])
 def test_pareto_front_follows_new_and_rerecorded_results(
-    engine: Engine, cache_size: int, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, cache_size: int | None
 ) -> None:
-    monkeypatch.setattr(repo, "_pareto_cache", repo._LRU(cache_size))
+    cache = None if cache_size is None else repo.FrontCache(cache_size)
     with session_scope(engine) as s:
         sweep_id = repo.create_sweep(s, make_spec()).id
         ids = [t.id for t in repo.list_trials(s, sweep_id).items]
@@ -363,12 +377,13 @@ def test_pareto_front_follows_new_and_rerecorded_results(
 
     def front() -> tuple[list[int], float]:
         with session_scope(engine, readonly=True) as s:
-            f = repo.pareto_front(s, sweep_id, ["accuracy", "sparsity"])
+            f = repo.pareto_front(s, sweep_id, ["accuracy", "sparsity"], cache=cache)
             return [t.id for t in f.items], f.hypervolume
 
     first = front()
     assert first[0] == [ids[0], ids[1]]
     assert front() == first  # unchanged data, same answer (from the cache when enabled)
+    assert cache is None or len(cache) == min(cache.maxsize, 1)
     # A separate engine stands for the runner process writing a dominating result.
     other = create_engine_for(engine.url.render_as_string(hide_password=False))
     try:
@@ -380,3 +395,33 @@ def test_pareto_front_follows_new_and_rerecorded_results(
         assert front() == first
     finally:
         other.dispose()
+
+
+def test_front_cache_keeps_the_most_recently_used() -> None:
+    cache = repo.FrontCache(2)
+    cache.put(("a",), ((1,), 0.1))
+    cache.put(("b",), ((2,), 0.2))
+    assert cache.get(("a",)) == ((1,), 0.1)  # "a" is now the most recent
+    cache.put(("c",), ((3,), 0.3))
+    assert (cache.get(("b",)), len(cache), cache.maxsize) == (None, 2, 2)
+    assert cache.get(("a",)) == ((1,), 0.1) and cache.get(("c",)) == ((3,), 0.3)
+    off = repo.FrontCache(0)
+    off.put(("a",), ((1,), 0.1))
+    assert (off.get(("a",)), len(off)) == (None, 0)
+    with pytest.raises(ValueError):
+        repo.FrontCache(-1)
+
+
+def test_pareto_front_leaves_out_trials_missing_a_chosen_measure(engine: Engine) -> None:
+    with session_scope(engine) as s:
+        sweep_id = repo.create_sweep(s, make_spec()).id
+        ids = [t.id for t in repo.list_trials(s, sweep_id).items]
+        repo.record_trial_result(s, ids[0], metrics(0.9, 0.5, 500.0))
+        repo.record_trial_result(s, ids[1], metrics(0.95, 0.6, 400.0))
+    with engine.begin() as conn:  # a measure NULL in the database (the read gives NaN)
+        conn.execute(update(Trial).where(Trial.id == ids[1]).values(flops=None))
+    with session_scope(engine, readonly=True) as s:
+        with_flops = repo.pareto_front(s, sweep_id, ["accuracy", "flops"])
+        assert [t.id for t in with_flops.items] == [ids[0]]
+        without = repo.pareto_front(s, sweep_id, ["accuracy", "sparsity"])
+        assert [t.id for t in without.items] == [ids[1]]

@@ -138,3 +138,90 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
     assert a.fingerprint() == SweepSpec.model_validate(spec()).fingerprint()
     assert a.fingerprint() != SweepSpec.model_validate(spec(seeds=[1])).fingerprint()
     assert SweepSpec.model_validate(a.model_dump(mode="json")) == a
+
+
+# ---------------------------------------------------------------- hostile input (issue 10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "loc"),
+    [
+        # the synthetic set is 1x28x28: a WRN on it failed every trial
+        ({"model": {"arch": "wrn", "depth": 10, "width": 1}, "dataset": "synthetic"}, "dataset"),
+        # strings and booleans were coerced into numbers
+        ({"lambdas": ["0.1"]}, "lambdas"),
+        ({"lambdas": [True]}, "lambdas"),
+        ({"betas": ["0.5"]}, "betas"),
+        ({"training": {"lr": "0.001"}}, "training"),
+        ({"training": {"weight_decay": True}}, "training"),
+        ({"training": {"droprate_init": "0.5"}}, "training"),
+        ({"resources": {"cpus_per_trial": "1"}}, "resources"),
+        ({"lambdas": {"logspace": ["-2", 0, 3]}}, "lambdas"),
+        # numbers that overflow training
+        ({"lambdas": [1e308]}, "lambdas"),
+        ({"lambdas": [1e4 * 1.01]}, "lambdas"),
+        ({"lambdas": {"logspace": [-2, 5, 3]}}, "lambdas"),
+        ({"betas": [1e3]}, "betas"),
+        ({"training": {"lr": 1e308}}, "training"),
+        ({"training": {"lr": 11.0}}, "training"),
+        ({"training": {"weight_decay": 1e308}}, "training"),
+        ({"training": {"weight_decay": 2.0}}, "training"),
+        # non-finite numbers (1e309 parses as infinity)
+        ({"lambdas": [float("nan")]}, "lambdas"),
+        ({"lambdas": [float("inf")]}, "lambdas"),
+        ({"training": {"lr": float("inf")}}, "training"),
+        ({"training": {"weight_decay": float("nan")}}, "training"),
+        # names are shown in terminals and stored as text
+        ({"name": "a\x00b"}, "name"),
+        ({"name": "\x1b[31mred\x1b[0m"}, "name"),
+        ({"name": "line\nbreak"}, "name"),
+        ({"name": "\ud800"}, "name"),
+        ({"name": "right\u202eleft"}, "name"),
+    ],
+)
+def test_unrunnable_specs_are_refused_naming_the_field(overrides: dict[str, Any], loc: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        SweepSpec.model_validate(spec(**overrides))
+    assert loc in {str(e["loc"][0]) for e in info.value.errors()}
+
+
+def test_ranges_are_bounded_like_lists() -> None:
+    random = {"strategy": "random", "n_trials": 4}
+    for field, limit in (("lambdas", 1e4), ("betas", 100.0)):
+        ok = spec(search=random, **{field: {"min": 0.1, "max": limit}})
+        SweepSpec.model_validate(ok)
+        with pytest.raises(ValidationError) as info:
+            SweepSpec.model_validate(spec(search=random, **{field: {"min": 0.1, "max": 2 * limit}}))
+        assert info.value.errors()[0]["loc"][0] == field
+
+
+def test_numbers_at_the_bounds_and_printable_names_are_accepted() -> None:
+    s = SweepSpec.model_validate(
+        spec(
+            name="L0 sweep: λ grid [/] 日本語 ✓",
+            lambdas=[1e-30, 1, 1e4],
+            betas=[1e-3, 100],
+            training={"epochs": 1, "lr": 10, "weight_decay": 1},
+            resources={"cpus_per_trial": 2, "gpus_per_trial": 0.5},
+        )
+    )
+    assert s.lambdas == [1e-30, 1.0, 1e4] and s.training.lr == 10.0
+
+
+def test_model_size_limit() -> None:
+    small = SweepSpec.model_validate(spec())
+    assert small.dense_params() == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    small.check_limits(10_000, max_params_per_trial=100_000_000)
+    # 16 hidden layers of 100 000 units: about 1.5e11 parameters, accepted before issue 10
+    huge = SweepSpec.model_validate(spec(model={"arch": "mlp", "hidden": [100_000] * 16}))
+    assert huge.dense_params() > 1e11
+    with pytest.raises(SpecLimitError) as info:
+        huge.check_limits(10_000, max_params_per_trial=100_000_000)
+    assert info.value.field == ("model",)
+    assert "max_params_per_trial=100,000,000" in str(info.value)
+    wrn = SweepSpec.model_validate(
+        spec(model={"arch": "wrn", "depth": 100, "width": 20}, dataset="cifar100")
+    )
+    with pytest.raises(SpecLimitError):
+        wrn.check_limits(10_000, max_params_per_trial=100_000_000)
+    huge.check_limits(10_000)  # no size limit given: only the trial count is checked
