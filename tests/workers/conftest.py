@@ -15,8 +15,8 @@ from service.db import create_engine_for, session_scope, upgrade_database
 from service.spec import SweepSpec
 from tests.service.fixtures import db_url, postgres_url  # noqa: F401
 from tests.workers.ray_cluster import shared_cluster
-from workers.runner import Runner, RunnerOptions
-from workers.store import SweepStore
+from workers.tune.runner import Runner, RunnerOptions
+from workers.tune.store import SweepStore
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,8 @@ ray_constants.ENABLE_RAY_CLUSTER = False
 __all__ = ["WORKER_NODES", "shared_cluster"]
 
 WORKER_NODES = 2
-# MNIST as float32 (~220 MB) travels through the object store once per sweep.
+# Datasets no longer travel through the object store (each worker process loads its own
+# from the cache, issue 10); the headroom is for checkpoints and results.
 _OBJECT_STORE = 600 * 1024 * 1024
 _cluster: Cluster | None = None
 

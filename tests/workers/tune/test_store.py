@@ -1,0 +1,148 @@
+"""The runner's store and result writer under transient database errors (SQLite's
+"database is locked" from a writer that holds the lock; no Ray): bounded retries, writes
+applied in order and once each, permanent errors dropped with a reason."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from service import repository
+from service.db import create_engine_for, session_scope, upgrade_database
+from service.errors import StorageError
+from service.spec import SweepSpec
+from workers.tune.store import RetryPolicy, SweepStore
+from workers.tune.writer import ResultWriter
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade_database(url)
+    return url
+
+
+def _store(url: str, window_s: float = 30.0) -> SweepStore:
+    # A short busy timeout: a held lock shows up as "database is locked" at once.
+    return SweepStore(
+        create_engine_for(url, busy_timeout_ms=50),
+        retry=RetryPolicy(window_s=window_s, initial_s=0.02, max_s=0.2),
+    )
+
+
+def _trial(store: SweepStore) -> int:
+    spec = SweepSpec.model_validate(
+        {"model": {"arch": "mlp", "hidden": [4]}, "dataset": "synthetic", "lambdas": [0.1]}
+    )
+    with session_scope(store.engine) as session:
+        sweep_id = int(repository.create_sweep(session, spec).id)
+    return store.trials(sweep_id)[0].id
+
+
+class HeldLock:
+    """Another process's writer: holds SQLite's write lock until released."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = sqlite3.connect(
+            url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+        )
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release_after(self, seconds: float) -> threading.Thread:
+        def release() -> None:
+            time.sleep(seconds)  # the outage being simulated, not a wait for a condition
+            self.conn.execute("COMMIT")
+            self.conn.close()
+
+        thread = threading.Thread(target=release)
+        thread.start()
+        return thread
+
+
+def test_a_locked_database_is_waited_out_and_the_outage_measured(url: str) -> None:
+    store = _store(url)
+    trial_id = _trial(store)
+    lock = HeldLock(url)
+    started = time.monotonic()
+    releaser = lock.release_after(1.0)
+    store.record_epoch(trial_id, {"epoch": 1, "loss": 0.5})  # retried until the lock goes
+    releaser.join()
+    assert time.monotonic() - started >= 0.9
+    assert store.health.outage_s() == 0 and store.health.up_for_s() > 0
+    with session_scope(store.engine, readonly=True) as session:
+        assert [e.epoch for e in repository.list_trial_epochs(session, trial_id)] == [1]
+
+
+def test_retries_are_bounded(url: str) -> None:
+    store = _store(url, window_s=0.5)
+    trial_id = _trial(store)
+    lock = HeldLock(url)
+    try:
+        with pytest.raises(StorageError, match="locked"):
+            store.record_epoch(trial_id, {"epoch": 1, "loss": 0.5})
+        assert store.health.outage_s() >= 0.4
+    finally:
+        lock.release_after(0).join()
+
+
+def test_queued_writes_are_applied_in_order_once_each_after_an_outage(url: str) -> None:
+    store = _store(url, window_s=0.3)  # the writer keeps retrying past one call's window
+    trial_id = _trial(store)
+    writer = ResultWriter("t", retry_wait_s=0.05)
+    applied: list[int] = []
+
+    def write(epoch: int) -> None:
+        store.record_epoch(trial_id, {"epoch": epoch, "loss": 1.0 / epoch})
+        applied.append(epoch)
+
+    lock = HeldLock(url)
+    for epoch in range(1, 21):
+        writer.submit(f"epoch {epoch}", lambda epoch=epoch: write(epoch))
+    assert not writer.flush(timeout_s=0.5)  # nothing gets through while locked
+    assert writer.pending == 20 and applied == []
+    lock.release_after(0.5).join()
+    assert writer.flush(timeout_s=30)
+    writer.close()
+    assert applied == list(range(1, 21))  # in order, each once
+    with session_scope(store.engine, readonly=True) as session:
+        epochs = repository.list_trial_epochs(session, trial_id)
+    assert [e.epoch for e in epochs] == list(range(1, 21))
+    recorded = [e.recorded_at for e in epochs]
+    assert recorded == sorted(recorded)
+
+
+def test_a_permanent_error_drops_that_write_only(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(url)
+    trial_id = _trial(store)
+    writer = ResultWriter("t")
+    writer.submit("bad result", lambda: store.record_result(trial_id, {"accuracy": 0.5}, b""))
+    writer.submit("epoch 1", lambda: store.record_epoch(trial_id, {"epoch": 1, "loss": 0.1}))
+    assert writer.flush(timeout_s=30)
+    writer.close()
+    assert writer.dropped == ["bad result"]
+    assert "dropping bad result" in caplog.text and "lacks" in caplog.text
+    with session_scope(store.engine, readonly=True) as session:
+        trial = repository.get_trial(session, trial_id)
+        assert (trial.status, trial.epochs_done) == ("pending", 1)
+
+
+def test_abandoning_a_writer_returns_at_once(url: str) -> None:
+    store = _store(url, window_s=0.2)
+    trial_id = _trial(store)
+    writer = ResultWriter("t", retry_wait_s=0.05)
+    lock = HeldLock(url)
+    try:
+        writer.submit("epoch 1", lambda: store.record_epoch(trial_id, {"epoch": 1}))
+        started = time.monotonic()
+        writer.close(abandon=True)
+        assert time.monotonic() - started < 5
+        with pytest.raises(RuntimeError):
+            writer.submit("late", lambda: None)
+    finally:
+        lock.release_after(0).join()

@@ -1,0 +1,189 @@
+"""Pack checkpoints on shared storage: plain data written, nothing executable read back.
+
+Anyone who can write to the checkpoint storage (an NFS share, a bucket) must not be able
+to run code in the trainables that read it. So an engine state is saved as a plain dict of
+tensors, numbers and strings (``TrainState.as_dict`` / ``FusedState.as_dict``; finished
+members of a sequential pack as model-file bytes plus measures) and loaded with
+``torch.load(..., weights_only=True)``, which refuses any other pickle.
+
+A checkpoint that cannot be loaded (refused, truncated, missing its state) is skipped with a
+logged reason for the previous one of that trial (Ray Tune keeps two); when none loads, the
+pack restarts from epoch 0. Either way the trial goes on: a bad file costs epochs, never
+the runner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+import torch
+from ray import tune
+
+from l0models import TrainState
+from l0models.fused import FusedState
+from workers.tune.protocol import FinishedMember, Member, MemberEpoch, SequentialState
+
+__all__ = [
+    "KEEP_CHECKPOINTS",
+    "META_FILE",
+    "STATE_FILE",
+    "ResumePoint",
+    "load_resume_point",
+    "state_from_dict",
+    "state_to_dict",
+    "write_checkpoint_files",
+]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "pack_state.pt"
+META_FILE = "pack_meta.json"
+#: Checkpoints Ray Tune keeps per trial: the latest and one to fall back to.
+KEEP_CHECKPOINTS = 2
+
+_FORMAT = "l0sweep-pack-state/1"
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
+
+
+# ---------------------------------------------------------------------- engine state <-> dict
+
+
+def _finished_to_dict(member: FinishedMember) -> dict[str, Any]:
+    model = torch.frombuffer(bytearray(member.model_bytes), dtype=torch.uint8)
+    return {"model": model, "measures": dict(member.measures)}
+
+
+def _finished_from_dict(d: Mapping[str, Any]) -> FinishedMember:
+    model = d["model"]
+    if not isinstance(model, torch.Tensor) or model.dtype != torch.uint8:
+        raise ValueError("a finished member's model must be a uint8 tensor")
+    return FinishedMember(model_bytes=model.numpy().tobytes(), measures=dict(d["measures"]))
+
+
+def state_to_dict(state: Any) -> dict[str, Any]:
+    """An engine state as a plain dict that ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(state, TrainState):
+        return {"format": _FORMAT, "kind": "train", "state": state.as_dict()}
+    if isinstance(state, FusedState):
+        return {"format": _FORMAT, "kind": "fused", "state": state.as_dict()}
+    if isinstance(state, SequentialState):
+        inner = None if state.inner is None else state_to_dict(state.inner)
+        return {
+            "format": _FORMAT,
+            "kind": "sequential",
+            "done": [_finished_to_dict(m) for m in state.done],
+            "inner": inner,
+        }
+    raise TypeError(f"no checkpoint format for an engine state of type {type(state).__name__}")
+
+
+def state_from_dict(d: Any) -> Any:
+    """The engine state of :func:`state_to_dict`; ValueError for anything else."""
+    if not isinstance(d, Mapping) or d.get("format") != _FORMAT:
+        raise ValueError("not an l0sweep pack state")
+    kind = d.get("kind")
+    if kind == "train":
+        return TrainState.from_dict(dict(d["state"]))
+    if kind == "fused":
+        return FusedState.from_dict(dict(d["state"]))
+    if kind == "sequential":
+        inner = None if d.get("inner") is None else state_from_dict(d["inner"])
+        return SequentialState(done=[_finished_from_dict(m) for m in d["done"]], inner=inner)
+    raise ValueError(f"unknown pack state kind {kind!r}")
+
+
+def write_checkpoint_files(
+    directory: str,
+    members: Sequence[Member],
+    records: Sequence[MemberEpoch],
+    state: Any | None = None,
+) -> None:
+    """The files of one checkpoint: the state (when given) and the JSON metadata."""
+    if state is not None:
+        torch.save(state_to_dict(state), Path(directory, STATE_FILE))
+    meta = {"members": [asdict(m) for m in members], "records": [asdict(r) for r in records]}
+    Path(directory, META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------- loading, with fallback
+
+
+class ResumePoint:
+    """What a (re)started pack continues from.
+
+    Attributes:
+        state: The engine state, or None to start from scratch.
+        epoch: The last epoch the state holds (0 when starting from scratch).
+        refused: Why checkpoints were skipped, one line each (empty when none was).
+    """
+
+    def __init__(self, state: Any | None, epoch: int, refused: list[str]) -> None:
+        self.state = state
+        self.epoch = epoch
+        self.refused = refused
+
+
+def _read(checkpoint: tune.Checkpoint) -> tuple[Any, int]:
+    with checkpoint.as_directory() as directory:
+        path = Path(directory, STATE_FILE)
+        if not path.exists():
+            raise ValueError(f"no {STATE_FILE}")
+        meta = json.loads(Path(directory, META_FILE).read_text(encoding="utf-8"))
+        epoch = max((int(r["epoch"]) for r in meta["records"]), default=0)
+        # weights_only: tensors, numbers, strings and containers; any other pickle is refused.
+        state = state_from_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return state, epoch
+
+
+def _older_checkpoints(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
+    """The trial's other ``checkpoint_NNNNNN`` folders older than ``checkpoint``, newest
+    first (Ray Tune keeps :data:`KEEP_CHECKPOINTS`)."""
+    path = checkpoint.path.rstrip("/")
+    match = _CHECKPOINT_DIR.match(posixpath.basename(path))
+    if match is None:
+        return []
+    current = int(match.group(1))
+    fs = checkpoint.filesystem
+    if fs is None:
+        return []
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(posixpath.dirname(path)))
+    except OSError:
+        return []
+    older = []
+    for info in infos:
+        found = _CHECKPOINT_DIR.match(info.base_name)
+        if info.type == pyarrow.fs.FileType.Directory and found and int(found[1]) < current:
+            older.append((int(found[1]), info.path))
+    return [tune.Checkpoint(p, filesystem=fs) for _, p in sorted(older, reverse=True)]
+
+
+def load_resume_point(checkpoint: tune.Checkpoint | None) -> ResumePoint:
+    """The newest loadable state among ``checkpoint`` and its trial's older checkpoints."""
+    if checkpoint is None:
+        return ResumePoint(None, 0, [])
+    refused: list[str] = []
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        try:
+            state, epoch = _read(candidate)
+        except Exception as exc:  # refused pickle, truncated zip, bad JSON, missing file
+            reason = f"{posixpath.basename(candidate.path.rstrip('/'))}: {_one_line(exc)}"
+            log.warning("checkpoint refused, trying an older one: %s", reason)
+            refused.append(reason)
+            continue
+        return ResumePoint(state, epoch, refused)
+    log.warning("no usable checkpoint of this trial: it restarts from epoch 0")
+    return ResumePoint(None, 0, refused)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
