@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.main import create_app
 from service import repository as repo
 from service.db import session_scope
 from tests.api.conftest import AUTH
@@ -32,7 +33,9 @@ def test_create_sweep(client: TestClient) -> None:
         "completed": 0,
         "failed": 0,
         "cancelled": 0,
+        "stopped": 0,
     }
+    assert body["best"] is None  # a grid sweep has none
     assert body["spec"]["lambdas"] == [0.01, 0.1, 1.0]
     assert body["created_at"].endswith("Z") or "+00:00" in body["created_at"]
     assert body["started_at"] is None and body["finished_at"] is None
@@ -270,3 +273,17 @@ def test_pareto(client: TestClient, app: FastAPI) -> None:
         assert r.json()["detail"][0]["loc"] == ["query", "objectives"]
     r = client.get(f"{URL}/{sweep_id}/pareto", params={"max_flops": "nan"})
     assert r.status_code == 422
+
+
+def test_each_app_owns_its_front_cache(client: TestClient, app: FastAPI) -> None:
+    sweep_id = client.post(URL, json=spec(), headers=AUTH).json()["id"]
+    complete_trials(app, sweep_id, [(0.98, 0.5, 260_000.0), (0.96, 0.9, 50_000.0)])
+    # A second app in the same process, on the same database, that caches nothing.
+    settings = app.state.l0sweep.settings.model_copy(update={"pareto_cache_size": 0})
+    second = create_app(settings)
+    with TestClient(second) as other:
+        for c in (client, other, client, other):
+            assert len(c.get(f"{URL}/{sweep_id}/pareto").json()["items"]) == 2
+    off, cache = second.state.l0sweep.front_cache, app.state.l0sweep.front_cache
+    assert (off.maxsize, len(off)) == (0, 0)
+    assert (cache.maxsize, len(cache)) == (256, 1)  # not resized by the other app
