@@ -31,7 +31,9 @@ EPOCHS = 6
 
 def _runner(address: str, url: str, storage: Path, log: Path) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).parent / "l0sweep"
-    env = {**os.environ, "L0SWEEP_DATABASE_URL": url}
+    # Each runner process has its own id (host:uuid): the restarted one takes the killed
+    # one's sweep over once its heartbeat is this old (default 60 s).
+    env = {**os.environ, "L0SWEEP_DATABASE_URL": url, "L0SWEEP_RUNNER_TIMEOUT_S": "5"}
     return subprocess.Popen(
         [str(exe), "runner", "--ray-address", address, "--storage-path", str(storage)],
         env=env,
@@ -171,6 +173,11 @@ def test_runner_killed_mid_sweep_resumes_without_rerunning(
             select(func.count()).select_from(Trial).where(Trial.sweep_id == sweep_id)
         )
         n_epochs = session.scalar(select(func.count()).select_from(TrialEpoch))
-        n_models = session.scalar(select(func.count()).select_from(TrialModel))
+        # One TorchScript model per trial, each stored once (every format has its own row).
+        n_models = session.scalar(
+            select(func.count(func.distinct(TrialModel.trial_id))).where(
+                TrialModel.format == "torchscript"
+            )
+        )
     assert (n_trials, n_epochs, n_models) == (4, 4 * EPOCHS, 4)
     engine.dispose()

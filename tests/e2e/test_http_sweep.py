@@ -13,9 +13,9 @@ from ray.cluster_utils import Cluster
 from api.main import create_app
 from l0models import load_dataset
 from service.settings import Settings
-from workers.client import ApiClient, ApiError
-from workers.embedded import EmbeddedService
-from workers.runner import RunnerOptions
+from workers.cli.client import ApiClient, ApiError
+from workers.cli.embedded import EmbeddedService
+from workers.tune.runner import RunnerOptions
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
