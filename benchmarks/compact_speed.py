@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+from targets import Targets, add_check_flag
 
 from l0models import L0MLP, L0LeNet5, compact, count_flops, count_params
 from l0models.base import L0Model
@@ -66,7 +67,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=9)
+    add_check_flag(parser)
     args = parser.parse_args()
+    targets = Targets.from_args(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.rand(args.batch, 1, 28, 28)
@@ -84,8 +87,9 @@ def main() -> None:
             f"{name}: sparsity {r['sparsity']:.3f}, FLOPs ratio {r['flops_ratio']:.2f}; "
             f"gated {r['gated_ms']:.2f} ms, compacted {r['compacted_ms']:.2f} ms per batch; "
             f"speedup {r['speedup']:.2f} (target >= 0.7 x FLOPs ratio = {target:.2f}: "
-            f"{'met' if r['speedup'] >= target else 'MISSED'})"
+            f"{targets.at_least(name, r['speedup'], target)})"
         )
+    targets.finish()
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from targets import Targets, add_check_flag
 from torch import nn
 
 from l0models import MLPConfig, build_model
+from l0models.training import noise_stream
 
 
 def dense_step(x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -45,10 +47,14 @@ def l0_step(x: torch.Tensor, y: torch.Tensor, *, local_rep: bool) -> Callable[[]
         MLPConfig(), beta=2 / 3, lam=0.1, weight_decay=5e-4, n_train=60000, local_rep=local_rep
     )
     model.train()
-    model.set_noise_generator(torch.Generator().manual_seed(0))
+    # The gates' counter-based noise, fed per step as train_epoch feeds it.
+    layers = model.l0_layers()
+    noise = noise_stream(0, model, torch.device("cpu"), batch_size=x.shape[0])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
+        for layer, z in zip(layers, noise.next(x.shape[0]), strict=True):
+            layer.noise = z[0]
         loss = F.cross_entropy(model(x), y) + model.penalty()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -114,7 +120,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=40, help="steps per variant per round")
+    add_check_flag(parser)
     args = parser.parse_args()
+    targets = Targets.from_args(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x, y = torch.rand(100, 784), torch.randint(10, (100,))
@@ -142,10 +150,15 @@ def main() -> None:
         )
     for name in ("l0 per-minibatch", "l0 per-example", "naive per-example"):
         ratios = [a / d for a, d in zip(times[name], times["dense"], strict=True)]
+        verdict = ""
+        if name == "l0 per-minibatch":
+            ok = targets.at_most(name, statistics.median(ratios), 1.3)
+            verdict = f" (target <= 1.3: {ok})"
         print(
             f"ratio {name} / dense: median of rounds {statistics.median(ratios):.2f}, "
-            f"min/min {min(times[name]) / min(times['dense']):.2f}"
+            f"min/min {min(times[name]) / min(times['dense']):.2f}{verdict}"
         )
+    targets.finish()
 
 
 if __name__ == "__main__":

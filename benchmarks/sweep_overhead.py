@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from targets import Targets, add_check_flag
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from api.main import create_app  # noqa: E402
 from l0models import MLPConfig, TrainSettings, load_dataset, train_model  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from workers.client import ApiClient  # noqa: E402
-from workers.embedded import EmbeddedService  # noqa: E402
-from workers.runner import RunnerOptions  # noqa: E402
+from workers.cli.client import ApiClient  # noqa: E402
+from workers.cli.embedded import EmbeddedService  # noqa: E402
+from workers.tune.runner import RunnerOptions  # noqa: E402
 
 LAMBDAS = [0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0, 3.0]
 TOKEN = "bench-token"
@@ -97,7 +98,9 @@ def through_service(epochs: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs per trial (~1.7 s each)")
+    add_check_flag(parser)
     args = parser.parse_args()
+    targets = Targets.from_args(args)
     print(
         f"8 trials: L0 MLP 300-100 on MNIST, {args.epochs} epochs each, one at a time on one "
         f"core of {os.cpu_count()}, torch {torch.__version__}",
@@ -114,8 +117,11 @@ def main() -> None:
         f"through service: {service_s:7.1f} s  submit → completed "
         f"(+ {boot_s:.1f} s to start SQLite, Ray and the API once)"
     )
-    print(f"ratio service / loop: {service_s / loop_s:.3f}  (target ≤ 1.25)")
+    ratio = service_s / loop_s
+    verdict = targets.at_most("service / loop", ratio, 1.25)
+    print(f"ratio service / loop: {ratio:.3f}  (target ≤ 1.25: {verdict})")
     print(f"ratio incl. start-up: {(service_s + boot_s) / loop_s:.3f}")
+    targets.finish()
 
 
 if __name__ == "__main__":
