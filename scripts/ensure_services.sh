@@ -12,3 +12,9 @@ if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v ap
   (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 || \
     echo "warning: could not install docker-compose; compose validation test will fail in CI"
 fi
+# The dashboard's browser tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download is not used): install it the same way.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 || \
+    echo "warning: could not install chromium; the browser tests will fail in CI"
+fi
