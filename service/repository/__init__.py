@@ -29,6 +29,7 @@ from service.repository.results import (
     record_trial_result,
 )
 from service.repository.runners import (
+    database_now,
     forget_runner,
     record_heartbeat,
     release_sweep,
@@ -84,6 +85,7 @@ __all__ = [
     "claim_next_pending_sweep",
     "count_sweeps",
     "create_sweep",
+    "database_now",
     "finish_sweep",
     "forget_pack_checkpoint",
     "forget_runner",

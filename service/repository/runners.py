@@ -6,15 +6,16 @@ has none, or the sweep has no runner), any live runner may take the sweep over. 
 is a compare-and-swap on ``runner_id`` (and ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two
 runners never both win one sweep, on either database.
 
-Heartbeats are compared with the caller's clock: runners on different machines need clocks
-that agree to well within the timeout (NTP).
+Heartbeats are written and judged by the database's clock on PostgreSQL (``now()`` of the
+server), so runners on different machines need not agree on the time. SQLite is one file on
+one host: every runner there shares that host's clock.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.models import Runner, Sweep, utcnow
@@ -23,6 +24,7 @@ from service.repository.sweeps import get_sweep
 from service.vocabulary import SweepStatus
 
 __all__ = [
+    "database_now",
     "forget_runner",
     "record_heartbeat",
     "release_sweep",
@@ -31,9 +33,19 @@ __all__ = [
 ]
 
 
+def database_now(session: Session) -> datetime:
+    """The time by the database's clock: the server's ``now()`` on PostgreSQL (one clock for
+    runners on many hosts); this process's clock on SQLite (one host)."""
+    if session.get_bind().dialect.name == "postgresql":
+        now = session.scalar(select(func.now()))
+        assert isinstance(now, datetime)
+        return now
+    return utcnow()
+
+
 def record_heartbeat(session: Session, runner_id: str, *, host: str, pid: int) -> None:
-    """Create or refresh ``runner_id``'s heartbeat row (now)."""
-    now = utcnow()
+    """Create or refresh ``runner_id``'s heartbeat row (now, by the database's clock)."""
+    now = database_now(session)
     stmt = insert_for(session)(Runner).values(
         id=runner_id, host=host[:200], pid=pid, started_at=now, heartbeat_at=now
     )
@@ -45,13 +57,13 @@ def forget_runner(session: Session, runner_id: str) -> None:
     session.execute(delete(Runner).where(Runner.id == runner_id))
 
 
-def _orphaned(runner_id: str, timeout_s: float | None) -> ColumnElement[bool]:
+def _orphaned(runner_id: str, timeout_s: float | None, now: datetime) -> ColumnElement[bool]:
     """``running`` sweeps without a live runner (``runner_id`` counts as not running them);
     ``timeout_s`` None: only sweeps without a runner or left by ``runner_id``."""
     mine = or_(Sweep.runner_id.is_(None), Sweep.runner_id == runner_id)
     if timeout_s is None:
         return and_(Sweep.status == SweepStatus.RUNNING, mine)
-    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    cutoff = now - timedelta(seconds=timeout_s)
     live = exists().where(Runner.id == Sweep.runner_id, Runner.heartbeat_at >= cutoff)
     return and_(Sweep.status == SweepStatus.RUNNING, or_(mine, ~live))
 
@@ -67,7 +79,7 @@ def take_over_orphaned_sweep(
     leaves other runners' sweeps alone (e.g. just after an outage, when every heartbeat is
     old). None when there is none.
     """
-    condition = _orphaned(runner_id, timeout_s)
+    condition = _orphaned(runner_id, timeout_s, database_now(session))
     query = select(Sweep.id, Sweep.runner_id).where(condition).order_by(Sweep.created_at, Sweep.id)
     if session.get_bind().dialect.name == "postgresql":
         # A sweep another runner is claiming right now is skipped, not waited for.

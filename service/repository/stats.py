@@ -32,6 +32,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from service.models import Runner, Sweep, Trial, TrialEpoch
+from service.repository.runners import database_now
 from service.vocabulary import FINISHED_SWEEP_STATUSES, SweepStatus, TrialStatus
 
 __all__ = ["EPOCH_SECONDS_BUCKETS", "EpochHistogram", "ServiceStats", "StatsCollector"]
@@ -153,8 +154,9 @@ class StatsCollector:
             sweep_counts[str(row.status)] = sweep_counts.get(str(row.status), 0) + 1
         trials = self._trial_counts(session, sweeps, now)
         epochs = self._epochs(session)
+        clock = database_now(session)  # the clock the heartbeats were written by
         ages = {
-            str(runner_id): max(0.0, (now - _utc(heartbeat)).total_seconds())
+            str(runner_id): max(0.0, (clock - _utc(heartbeat)).total_seconds())
             for runner_id, heartbeat in session.execute(select(Runner.id, Runner.heartbeat_at))
         }
         return ServiceStats(sweep_counts, trials, epochs, ages, now)

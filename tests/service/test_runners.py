@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import Engine, update
 
 from service import repository as repo
-from service.db import session_scope
+from service.db import create_engine_for, session_scope, upgrade_database
 from service.errors import ConflictError
 from service.models import Runner, utcnow
+from service.repository import runners
 from tests.service.test_repository import make_spec
 
 
@@ -58,6 +59,31 @@ def test_a_live_runners_sweep_is_not_taken_over_a_dead_ones_is(engine: Engine) -
         repo.finish_sweep(s, sweep_id, runner_id="a")
     with session_scope(engine) as s:
         assert repo.finish_sweep(s, sweep_id, runner_id="b").status == "completed"
+
+
+def test_postgresql_judges_heartbeats_by_its_own_clock_not_the_runners(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runner a's host clock is an hour slow, b's an hour fast: by their own clocks a's
+    heartbeat is two hours old to b. The server's clock writes and judges it: a is alive."""
+    upgrade_database(postgres_url)
+    engine = create_engine_for(postgres_url)
+    try:
+        monkeypatch.setattr(runners, "utcnow", lambda: utcnow() - timedelta(hours=1))
+        with session_scope(engine) as s:
+            repo.record_heartbeat(s, "a", host="slow", pid=1)
+        sweep_id = _running_sweep(engine, "a")
+        monkeypatch.setattr(runners, "utcnow", lambda: utcnow() + timedelta(hours=1))
+        with session_scope(engine) as s:
+            repo.record_heartbeat(s, "b", host="fast", pid=2)
+            assert abs((repo.database_now(s) - utcnow()).total_seconds()) < 5
+            assert repo.take_over_orphaned_sweep(s, runner_id="b", timeout_s=60) is None
+        _age_heartbeat(engine, "a", 61)  # a really stopped beating a minute ago
+        with session_scope(engine) as s:
+            got = repo.take_over_orphaned_sweep(s, runner_id="b", timeout_s=60)
+            assert got is not None and (got.id, got.runner_id) == (sweep_id, "b")
+    finally:
+        engine.dispose()
 
 
 def test_unowned_unknown_and_own_sweeps_are_orphaned(engine: Engine) -> None:
