@@ -4,6 +4,12 @@ Each runner process has a unique id (``host:uuid``) and writes a heartbeat row e
 seconds from a thread of its own, so a long sweep, a busy Ray Tune loop or a database outage
 in the result writer never delays it. Other runners take over the ``running`` sweeps of a
 runner whose heartbeat is older than ``L0SWEEP_RUNNER_TIMEOUT_S``.
+
+The heartbeat is also the runner's *lease* on its sweep: a runner that has not renewed it for
+most of the timeout can no longer know that the sweep is still its own (it may be cut off
+from a database that other runners still reach), so it stops its trials
+(``workers.tune.stopper``) and, once it reaches the database again, writes what it queued
+only if the sweep is still its own (``workers.tune.writer``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -45,6 +52,11 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._renewed = time.monotonic()
+
+    def age_s(self) -> float:
+        """Seconds since the heartbeat was last written (since creation before the first)."""
+        return time.monotonic() - self._renewed
 
     def start(self) -> None:
         """Beat once now (so a claim is never without a heartbeat), then in the background.
@@ -77,6 +89,12 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            self.store.heartbeat(self.runner_id, host=socket.gethostname(), pid=os.getpid())
+            self.renew()
         except Exception as exc:  # counted by the store's DatabaseHealth; logged there
             log.debug("heartbeat of %s failed: %s", self.runner_id, exc)
+
+    def renew(self) -> None:
+        """Write the heartbeat now (raises what the database raises)."""
+        started = time.monotonic()
+        self.store.heartbeat(self.runner_id, host=socket.gethostname(), pid=os.getpid())
+        self._renewed = max(self._renewed, started)

@@ -63,6 +63,12 @@ class RunnerOptions:
             return self.heartbeat_interval_s
         return max(0.2, min(5.0, self.runner_timeout_s / 4))
 
+    @property
+    def lease_s(self) -> float:
+        """A runner that could not renew its heartbeat for this long stops its sweep's trials:
+        three quarters of the timeout, so they stop before another runner may take over."""
+        return 0.75 * self.runner_timeout_s
+
 
 @dataclass(frozen=True)
 class SweepOutcome:

@@ -18,6 +18,10 @@ Faults (issue 9):
 - *Runner death*: every runner heartbeats (``workers.tune.liveness``); each loop pass takes
   over a ``running`` sweep whose runner's heartbeat is older than ``runner_timeout_s``
   (``service.repository.runners``). A runner whose sweep was taken over stops its Tuner.
+- *Partition* (this runner cut off, others not): the heartbeat is a lease. Unable to renew
+  it for ``lease_s`` while the database is unreachable, the runner stops its trials before
+  anyone may take over; back in touch, its writer writes what it queued only if the sweep
+  is still its own.
 - *Unschedulable trials*: a sweep whose per-trial resources no node has fails at once.
 """
 
@@ -45,7 +49,7 @@ from workers.tune.packing import pack_size, trial_resources, unschedulable_reaso
 from workers.tune.protocol import TrainJob
 from workers.tune.stopper import CancelStopper
 from workers.tune.stopping import start_board, stop_board
-from workers.tune.store import SweepRow, SweepStore
+from workers.tune.store import SweepRow, SweepStore, single_attempts
 from workers.tune.trial_log import sweep_logging
 from workers.tune.writer import ResultWriter
 
@@ -162,7 +166,11 @@ class Runner:
         spec = sweep.spec
         runner_id = self.options.runner_id
         sweep_dir = self._sweep_storage(sweep.id)
-        writer = self._writer = ResultWriter(f"sweep-{sweep.id}")
+        writer = self._writer = ResultWriter(
+            f"sweep-{sweep.id}",
+            guard=lambda: self._still_ours(sweep.id),
+            context=single_attempts,
+        )
         index = ResumeIndex(self.store, sweep.id)
         callback = PersistResultsCallback(self.store, sweep.id, index, writer)
         stopper = CancelStopper(
@@ -172,6 +180,8 @@ class Runner:
             self.shutdown,
             runner_id=runner_id,
             outage_tolerance_s=self.options.db_outage_tolerance_s,
+            lease_age_s=self.heartbeat.age_s,
+            lease_s=self.options.lease_s,
         )
         trials_run = 0
         job: TrainJob | None = None
@@ -264,6 +274,18 @@ class Runner:
                 log.warning("sweep %s: %d result write(s) not applied", sweep.id, writer.pending)
             writer.close(abandon=True)
 
+    def _still_ours(self, sweep_id: int) -> bool:
+        """After an outage, before the queued results are written: renew the heartbeat (so
+        no runner takes the sweep over while they are), then check that no runner did
+        while this one could not reach the database. Raises what the database raises."""
+        self.heartbeat.renew()
+        _, owner = self.store.owner(sweep_id, retry=False)
+        if owner != self.options.runner_id:
+            log.warning(
+                "sweep %s was taken over by %s while this runner was cut off", sweep_id, owner
+            )
+        return owner == self.options.runner_id
+
     def _flush(self, writer: ResultWriter, stopper: CancelStopper) -> None:
         """Wait for the queued results; past the outage tolerance, mark the sweep paused."""
         tolerance = self.options.db_outage_tolerance_s
@@ -289,6 +311,10 @@ class Runner:
             "pausing sweep %s: %d queued write(s) wait for the database", sweep_id, writer.pending
         )
         if writer.flush(give_up=self.shutdown.is_set):
+            if writer.disowned:  # taken over while this runner was cut off
+                return self._outcome(
+                    sweep_id, SweepStatus.RUNNING, trials_run, callback, taken_over=True
+                )
             try:
                 self.store.release(sweep_id, self.options.runner_id)
             except Exception as exc:  # still ours then: this runner's next pass resumes it

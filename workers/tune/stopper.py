@@ -9,6 +9,10 @@ Tune's loop), and the whole experiment stops when:
   is gone, so its Tuner must stop;
 - the database has been unreachable longer than the outage tolerance (``paused``): the
   runner then pauses the sweep (see ``workers.tune.runner``);
+- the database is unreachable and this runner's heartbeat (its lease on the sweep) has not
+  been renewed for ``lease_s`` (``fenced``, and paused): another runner that still reaches
+  the database may take the sweep over after the runner timeout, and two runners must never
+  train the same trials;
 - the runner shuts down.
 """
 
@@ -43,6 +47,9 @@ class CancelStopper(tune.Stopper):
         shutdown: Set when the runner stops.
         runner_id: This runner; None skips the takeover check.
         outage_tolerance_s: Pause after the database has been unreachable this long.
+        lease_age_s: Seconds since this runner's heartbeat was last written; None skips
+            the lease check.
+        lease_s: Pause once the database is unreachable and the lease is this old.
         clock: Monotonic time (tests).
     """
 
@@ -55,6 +62,8 @@ class CancelStopper(tune.Stopper):
         *,
         runner_id: str | None = None,
         outage_tolerance_s: float = math.inf,
+        lease_age_s: Callable[[], float] | None = None,
+        lease_s: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -63,16 +72,20 @@ class CancelStopper(tune.Stopper):
         self.shutdown = shutdown
         self.runner_id = runner_id
         self.outage_tolerance_s = outage_tolerance_s
+        self.lease_age_s = lease_age_s
+        self.lease_s = lease_s
         self.clock = clock
         self.cancelled = False
         self.taken_over = False
         self.paused = False
+        self.fenced = False
         self._last = -math.inf
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles the run config; an Event cannot be pickled (and is per process).
         state = self.__dict__.copy()
         state["shutdown"] = None
+        state["lease_age_s"] = None  # bound to this process's heartbeat thread
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -99,7 +112,16 @@ class CancelStopper(tune.Stopper):
         except Exception as exc:  # an outage must not kill the experiment; health counts it
             log.debug("could not poll sweep %s: %s", self.sweep_id, exc)
             outage = self.store.health.outage_s()
-            if outage > self.outage_tolerance_s:
+            lease = self.lease_age_s() if self.lease_age_s is not None else 0.0
+            if lease > self.lease_s:
+                log.warning(
+                    "heartbeat not renewed for %.0f s and the database is unreachable: "
+                    "another runner may take sweep %s over; stopping this runner's trials",
+                    lease,
+                    self.sweep_id,
+                )
+                self.fenced = self.paused = True
+            elif outage > self.outage_tolerance_s:
                 log.warning(
                     "database unreachable for %.0f s (tolerance %.0f s): pausing sweep %s",
                     outage,

@@ -7,7 +7,9 @@ returns plain values, never ORM objects bound to a closed session.
 Transient database errors (``service.db.is_transient``: connection refused or reset, the
 server shutting down, serialization failures, SQLite's "database is locked") are retried
 with bounded exponential backoff and jitter; :class:`DatabaseHealth` records how long the
-database has been unreachable, which the runner uses to decide when to pause a sweep.
+database has been unreachable, which the runner uses to decide when to pause a sweep. A
+thread inside :func:`single_attempts` (the runner's result writer) tries each call once: it
+retries on its own, and checks between attempts that the sweep is still its runner's.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,11 +38,31 @@ from service.repository.histories import sweep_epoch_histories
 from service.settings import Settings
 from service.spec import SweepSpec
 
-__all__ = ["DatabaseHealth", "RetryPolicy", "SweepRow", "SweepStore", "TrialRow"]
+__all__ = [
+    "DatabaseHealth",
+    "RetryPolicy",
+    "SweepRow",
+    "SweepStore",
+    "TrialRow",
+    "single_attempts",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_thread = threading.local()
+
+
+@contextmanager
+def single_attempts() -> Iterator[None]:
+    """Store calls made by this thread inside the block are tried once (no retries)."""
+    before = getattr(_thread, "single", False)
+    _thread.single = True
+    try:
+        yield
+    finally:
+        _thread.single = before
 
 
 @dataclass(frozen=True)
@@ -215,7 +238,11 @@ class SweepStore:
             wait=wait_exponential_jitter(
                 multiplier=policy.initial_s, max=policy.max_s, jitter=policy.initial_s
             ),
-            stop=stop_after_delay(policy.window_s) if retry else stop_after_attempt(1),
+            stop=(
+                stop_after_delay(policy.window_s)
+                if retry and not getattr(_thread, "single", False)
+                else stop_after_attempt(1)
+            ),
             reraise=True,
         )
         return retrying(attempt)

@@ -8,15 +8,23 @@ the write at the head of the queue and retries it with capped backoff until the 
 returns; the writes are idempotent (epoch rows and results are upserts), so a write whose
 commit was lost with the connection is simply applied again. A permanent error drops that
 one write with a logged reason.
+
+After a transient failure the writer asks its ``guard`` (the runner: "is the sweep still
+mine?", after renewing its heartbeat) before the next write. A runner cut off from the
+database may have had its sweep taken over meanwhile; then its queued writes are stale (the
+new runner redoes those epochs from the checkpoints it found) and are dropped, not applied
+over the new runner's rows.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from service.db import is_transient
@@ -33,13 +41,30 @@ class ResultWriter:
         name: For the thread's name and log lines (e.g. ``sweep-3``).
         retry_wait_s: Pause before retrying a write that failed transiently (the store's own
             retries back off too; this bounds how soon the database's return is noticed).
+        guard: Asked after a transient failure, before the next write: False drops every
+            queued and later write (:attr:`disowned`); an exception counts as the failure
+            of that write.
+        context: Entered on the writer thread around all its writes. The runner's makes
+            its store calls try once (``workers.tune.store.single_attempts``), so that no
+            write is retried inside the store past the guard.
     """
 
-    def __init__(self, name: str = "", *, retry_wait_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        retry_wait_s: float = 0.5,
+        guard: Callable[[], bool] | None = None,
+        context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         self.name = name
         self.retry_wait_s = retry_wait_s
+        self.guard = guard
+        self.context = context
         self.dropped: list[str] = []
         self.written = 0
+        self.disowned = False
+        self._suspect = False  # a write failed transiently: ask the guard before the next
         self._queue: collections.deque[tuple[str, Callable[[], Any]]] = collections.deque()
         self._cond = threading.Condition()
         self._busy = False
@@ -62,6 +87,9 @@ class ResultWriter:
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"writer {self.name} is closed")
+            if self.disowned:
+                self.dropped.append(what)
+                return
             self._queue.append((what, write))
             self._start()
             self._cond.notify_all()
@@ -114,6 +142,10 @@ class ResultWriter:
             self._thread.start()
 
     def _run(self) -> None:
+        with self.context():
+            self._apply()
+
+    def _apply(self) -> None:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
@@ -122,9 +154,15 @@ class ResultWriter:
                     return
                 what, write = self._queue[0]
             try:
+                if self._suspect and self.guard is not None:
+                    if not self.guard():
+                        self._disown()
+                        return
+                    self._suspect = False
                 write()
             except Exception as exc:
                 if is_transient(exc):
+                    self._suspect = True
                     with self._cond:
                         # Stays at the head: order is kept, nothing is written twice over.
                         if not self._abandoned:
@@ -136,3 +174,16 @@ class ResultWriter:
                 self._queue.popleft()
                 self.written += 1
                 self._cond.notify_all()
+
+    def _disown(self) -> None:
+        with self._cond:
+            stale = [what for what, _ in self._queue]
+            self._queue.clear()
+            self.dropped.extend(stale)
+            self.disowned = True
+            self._cond.notify_all()
+        log.warning(
+            "writer %s: the sweep is no longer this runner's; dropped %d queued write(s)",
+            self.name,
+            len(stale),
+        )

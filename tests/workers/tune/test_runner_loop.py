@@ -125,6 +125,37 @@ def test_stopper_pauses_only_past_the_outage_tolerance() -> None:
     assert stopper.stop_all() is True and stopper.paused and not stopper.cancelled
 
 
+def test_a_runner_that_cannot_renew_its_lease_stops_its_trials_before_a_takeover() -> None:
+    """Cut off from the database (a partition of this runner only), it cannot tell an outage
+    from its sweep being taken over: past ``lease_s`` without a heartbeat it stops, however
+    long the outage tolerance, and only while it cannot reach the database."""
+    now = [0.0]
+    lease_age = [0.0]
+    store = FlakyStore()
+    store.health = DatabaseHealth(clock=lambda: now[0])
+    stopper = CancelStopper(  # type: ignore[arg-type]
+        store,
+        1,
+        poll_s=0,
+        shutdown=threading.Event(),
+        runner_id="me",
+        outage_tolerance_s=600,
+        lease_age_s=lambda: lease_age[0],
+        lease_s=45,
+        clock=lambda: now[0],
+    )
+    lease_age[0] = 50  # the heartbeat thread stalled, but the database answers: go on
+    assert stopper.stop_all() is False
+    store.down = True
+    lease_age[0] = 44
+    assert stopper.stop_all() is False
+    lease_age[0] = 46
+    now[0] += 1
+    assert stopper.stop_all() is True and stopper.fenced and stopper.paused
+    assert store.health.outage_s() < 600
+    assert "lease_age_s" in stopper.__getstate__() and stopper.__getstate__()["lease_age_s"] is None
+
+
 def test_cancel_stopper_stops_everything_on_runner_shutdown() -> None:
     shutdown = threading.Event()
     stopper = CancelStopper(FlakyStore(), 1, poll_s=60, shutdown=shutdown)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from service import repository
 from service.db import create_engine_for, session_scope, upgrade_database
 from service.errors import StorageError
 from service.spec import SweepSpec
-from workers.tune.store import RetryPolicy, SweepStore
+from workers.tune.store import RetryPolicy, SweepStore, single_attempts
 from workers.tune.writer import ResultWriter
 
 
@@ -146,3 +146,49 @@ def test_abandoning_a_writer_returns_at_once(url: str) -> None:
             writer.submit("late", lambda: None)
     finally:
         lock.release_after(0).join()
+
+
+@pytest.mark.parametrize("still_ours", [True, False])
+def test_after_an_outage_the_guard_decides_whether_queued_writes_still_apply(
+    url: str, still_ours: bool
+) -> None:
+    """The guard is asked once, after the first transient failure: a sweep still this
+    runner's gets every write; one taken over meanwhile gets none (nor later ones). The
+    store's own retries (30 s here) are off on the writer's thread: a write stuck in them
+    when the database returned would be applied without asking."""
+    store = _store(url)
+    trial_id = _trial(store)
+    asked: list[int] = []
+
+    def guard() -> bool:  # as the runner's: renew the heartbeat (a write), then answer
+        store.heartbeat("me", host="h", pid=1)
+        asked.append(len(applied))
+        return still_ours
+
+    writer = ResultWriter("t", retry_wait_s=0.05, guard=guard, context=single_attempts)
+    applied: list[int] = []
+
+    def write(epoch: int) -> None:
+        store.record_epoch(trial_id, {"epoch": epoch, "loss": 1.0 / epoch})
+        applied.append(epoch)
+
+    writer.submit("epoch 1", lambda: write(1))
+    assert writer.flush(timeout_s=30) and asked == []  # no failure, no question
+    lock = HeldLock(url)
+    for epoch in (2, 3, 4):
+        writer.submit(f"epoch {epoch}", lambda epoch=epoch: write(epoch))
+    assert not writer.flush(timeout_s=0.5)
+    lock.release_after(0.2).join()
+    assert writer.flush(timeout_s=30)
+    writer.submit("epoch 5", lambda: write(5))
+    assert writer.flush(timeout_s=30)
+    writer.close()
+    assert asked == [1]
+    if still_ours:
+        assert applied == [1, 2, 3, 4, 5] and not writer.disowned and writer.dropped == []
+    else:
+        assert applied == [1] and writer.disowned
+        assert writer.dropped == ["epoch 2", "epoch 3", "epoch 4", "epoch 5"]
+    with session_scope(store.engine, readonly=True) as session:
+        epochs = [e.epoch for e in repository.list_trial_epochs(session, trial_id)]
+    assert epochs == applied
