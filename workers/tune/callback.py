@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
+from workers.tune.checkpoints import prune_checkpoints
 from workers.tune.model_files import read_model_files
 from workers.tune.protocol import EPOCH, FINAL, STARTED
 from workers.tune.writer import ResultWriter
@@ -142,7 +143,12 @@ class PersistResultsCallback(tune.Callback):
         if trial.last_result.get("kind") == FINAL:
             return
         ids, path = self._ids(trial), checkpoint.path
-        self.writer.submit(f"checkpoint {ids}", lambda: self.resume_index.remember(ids, path))
+
+        def index_then_prune() -> None:
+            self.resume_index.remember(ids, path)
+            prune_checkpoints(checkpoint)  # only now: the index points at this one
+
+        self.writer.submit(f"checkpoint {ids}", index_then_prune)
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

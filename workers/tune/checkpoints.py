@@ -7,9 +7,14 @@ members of a sequential pack as model-file bytes plus measures) and loaded with
 ``torch.load(..., weights_only=True)``, which refuses any other pickle.
 
 A checkpoint that cannot be loaded (refused, truncated, missing its state) is skipped with a
-logged reason for the previous one of that trial (Ray Tune keeps two); when none loads, the
-pack restarts from epoch 0. Either way the trial goes on: a bad file costs epochs, never
-the runner.
+logged reason for the previous one of that trial; when none loads, the pack restarts from
+epoch 0. Either way the trial goes on: a bad file costs epochs, never the runner.
+
+Old checkpoints are deleted by the runner, not by Ray Tune (:func:`prune_checkpoints`), and
+only once a newer one is in the resume index: the checkpoint the database points at, and
+the one before it, are always on storage, however far the files run ahead of the index (a
+runner cut off from the database, or stopped with results still queued, trains on while
+nothing it does reaches the index).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "STATE_FILE",
     "ResumePoint",
     "load_resume_point",
+    "prune_checkpoints",
     "state_from_dict",
     "state_to_dict",
     "write_checkpoint_files",
@@ -46,7 +52,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "pack_state.pt"
 META_FILE = "pack_meta.json"
-#: Checkpoints Ray Tune keeps per trial: the latest and one to fall back to.
+#: Indexed checkpoints kept per trial: the latest and one to fall back to.
 KEEP_CHECKPOINTS = 2
 
 _FORMAT = "l0sweep-pack-state/1"
@@ -145,7 +151,7 @@ def _read(checkpoint: tune.Checkpoint) -> tuple[Any, int]:
 
 def _older_checkpoints(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
     """The trial's other ``checkpoint_NNNNNN`` folders older than ``checkpoint``, newest
-    first (Ray Tune keeps :data:`KEEP_CHECKPOINTS`)."""
+    first."""
     path = checkpoint.path.rstrip("/")
     match = _CHECKPOINT_DIR.match(posixpath.basename(path))
     if match is None:
@@ -164,6 +170,22 @@ def _older_checkpoints(checkpoint: tune.Checkpoint) -> list[tune.Checkpoint]:
         if info.type == pyarrow.fs.FileType.Directory and found and int(found[1]) < current:
             older.append((int(found[1]), info.path))
     return [tune.Checkpoint(p, filesystem=fs) for _, p in sorted(older, reverse=True)]
+
+
+def prune_checkpoints(checkpoint: tune.Checkpoint) -> list[str]:
+    """Delete the trial's checkpoints older than ``checkpoint`` but the newest
+    ``KEEP_CHECKPOINTS - 1``; newer ones stay. Call once ``checkpoint`` is in the resume
+    index. Returns the deleted folders; a failed deletion is logged and left for later."""
+    deleted = []
+    for old in _older_checkpoints(checkpoint)[KEEP_CHECKPOINTS - 1 :]:
+        try:
+            assert checkpoint.filesystem is not None  # _older_checkpoints found some
+            checkpoint.filesystem.delete_dir(old.path)
+        except OSError as exc:
+            log.warning("could not delete old checkpoint %s: %s", old.path, _one_line(exc))
+            continue
+        deleted.append(old.path)
+    return deleted
 
 
 def load_resume_point(checkpoint: tune.Checkpoint | None) -> ResumePoint:

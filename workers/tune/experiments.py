@@ -20,7 +20,6 @@ from service.vocabulary import RESULT_TRIAL_STATUSES, TrialStatus
 from workers.tune.budget import FinishedTrial
 from workers.tune.budget_search import budget_searcher
 from workers.tune.callback import PersistResultsCallback, ResumeIndex
-from workers.tune.checkpoints import KEEP_CHECKPOINTS
 from workers.tune.options import RunnerOptions
 from workers.tune.packing import trial_resources
 from workers.tune.protocol import Member, TrainJob
@@ -41,8 +40,8 @@ def configure_tune_environment() -> None:
     # Tune's result analysis reads the JSON/CSV logs (added explicitly in Experiments.fit); the
     # TensorBoard logger would only complain about our list-valued results.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    # num_to_keep (a few checkpoints per trial on disk) makes Tune snapshot its experiment
-    # state at every checkpoint and warn about it each time; that state is small.
+    # Tune snapshots its experiment state at every checkpoint and may warn about it each
+    # time; that state is small.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
@@ -207,8 +206,9 @@ class Experiments:
                 callbacks=[callback, JsonLoggerCallback(), CSVLoggerCallback()],
                 stop=stopper,
                 failure_config=tune.FailureConfig(max_failures=self.options.max_failures),
-                # Two: a tampered or truncated latest one falls back to the one before.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                # Tune keeps every checkpoint: the runner deletes old ones once a newer one is
+                # in the resume index (workers.tune.checkpoints.prune_checkpoints).
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
                 verbose=0,
             ),
         )

@@ -17,6 +17,7 @@ from l0models.fused import MemberSpec, train_fused
 from workers.tune.checkpoints import (
     STATE_FILE,
     load_resume_point,
+    prune_checkpoints,
     state_from_dict,
     state_to_dict,
     write_checkpoint_files,
@@ -146,3 +147,17 @@ def test_truncated_and_incomplete_checkpoints_fall_back_to_a_fresh_start(
 def test_no_checkpoint_means_a_fresh_start() -> None:
     point = load_resume_point(None)
     assert (point.state, point.epoch, point.refused) == (None, 0, [])
+
+
+def test_pruning_keeps_the_indexed_checkpoint_the_one_before_and_every_newer_one(
+    states: dict[str, Any], tmp_path: Path
+) -> None:
+    """The files ran ahead of the index (checkpoints 4 and 5 are not in it yet): pruning at
+    the indexed checkpoint 3 deletes only 0-1, and 3 still resumes with 2 to fall back to."""
+    checkpoints = _checkpoints(tmp_path, states["train"], 6)
+    deleted = prune_checkpoints(checkpoints[3])
+    assert sorted(Path(p).name for p in deleted) == ["checkpoint_000000", "checkpoint_000001"]
+    left = sorted(p.name for p in (tmp_path / "trial").iterdir())
+    assert left == [f"checkpoint_{i:06d}" for i in (2, 3, 4, 5)]
+    assert load_resume_point(checkpoints[3]).epoch == 4
+    assert prune_checkpoints(checkpoints[3]) == []  # nothing more to delete
