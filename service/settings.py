@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     metrics_refresh_s: float = Field(default=5.0, ge=0, le=300)
     # Runners (issue 9): how long results queue in a runner while the database is down before
     # it checkpoints and pauses the sweep, and how old a runner's heartbeat may get before
-    # another runner takes its sweeps over.
+    # another runner takes its sweeps over. A runner that cannot renew its heartbeat for 3/4
+    # of that timeout pauses its sweep too (its lease may be gone), whatever the tolerance.
     db_outage_tolerance_s: float = Field(default=600.0, gt=0)
     runner_timeout_s: float = Field(default=60.0, gt=0)
     # How long `serve` and `runner` wait for the database at start-up before giving up.
