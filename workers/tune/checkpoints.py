@@ -62,16 +62,34 @@ _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 # ---------------------------------------------------------------------- engine state <-> dict
 
 
+def _bytes_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _tensor_bytes(value: Any, what: str) -> bytes:
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8:
+        raise ValueError(f"a finished member's {what} must be a uint8 tensor")
+    return bytes(value.numpy().tobytes())
+
+
 def _finished_to_dict(member: FinishedMember) -> dict[str, Any]:
-    model = torch.frombuffer(bytearray(member.model_bytes), dtype=torch.uint8)
-    return {"model": model, "measures": dict(member.measures)}
+    return {
+        "model": _bytes_tensor(member.model_bytes),
+        "measures": dict(member.measures),
+        "files": {fmt: _bytes_tensor(data) for fmt, data in member.files.items()},
+        "errors": {fmt: str(reason) for fmt, reason in member.errors.items()},
+    }
 
 
 def _finished_from_dict(d: Mapping[str, Any]) -> FinishedMember:
-    model = d["model"]
-    if not isinstance(model, torch.Tensor) or model.dtype != torch.uint8:
-        raise ValueError("a finished member's model must be a uint8 tensor")
-    return FinishedMember(model_bytes=model.numpy().tobytes(), measures=dict(d["measures"]))
+    files = d.get("files") or {}  # absent in checkpoints of older code: TorchScript only
+    errors = d.get("errors") or {}
+    return FinishedMember(
+        model_bytes=_tensor_bytes(d["model"], "model"),
+        measures=dict(d["measures"]),
+        files={str(fmt): _tensor_bytes(data, f"{fmt} file") for fmt, data in files.items()},
+        errors={str(fmt): str(reason) for fmt, reason in errors.items()},
+    )
 
 
 def state_to_dict(state: Any) -> dict[str, Any]:

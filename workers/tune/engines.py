@@ -111,7 +111,7 @@ def sequential_engine(
             resume=inner,
             should_stop=_member_stop(should_stop, index),
         )
-        done.append(spec_adapter.finished_member(result))
+        done.append(spec_adapter.finished_member(result, input_shape=job.data.input_shape))
         inner = None
     return list(done)
 

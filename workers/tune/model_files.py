@@ -36,9 +36,10 @@ def write_model_files(
     """Write member ``index``'s compacted model in every format into ``directory``.
 
     Args:
-        result: The member's ``TrainResult``; or a member that finished before a resume and
-            was checkpointed as its TorchScript file (``model_bytes``) alone: the other
-            formats are then written as unavailable, with the reason.
+        result: The member's ``TrainResult``; or a ``FinishedMember`` of a sequential pack
+            (exported when it finished, maybe before a resume). One checkpointed by older
+            code holds TorchScript alone: the other formats are written as unavailable,
+            with the reason.
 
     Returns:
         What the log line says: seconds spent and the formats that failed, with reasons.
@@ -47,6 +48,8 @@ def write_model_files(
     model = getattr(result, "model", None)
     if model is not None:
         exported = l0models.export_model_files(model, input_shape=input_shape)
+    elif getattr(result, "files", None):
+        exported = l0models.ExportedFiles(dict(result.files), dict(result.errors))
     else:
         exported = l0models.ExportedFiles({ModelFormat.TORCHSCRIPT.value: result.model_bytes})
         reason = "the member finished before its pack resumed; only TorchScript was kept"

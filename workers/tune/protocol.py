@@ -17,7 +17,7 @@ Result kinds the trainable passes to ``tune.report`` (``kind`` field):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.tune.datasets import cached_dataset
@@ -87,11 +87,15 @@ class MemberEpoch:
 
 @dataclass(frozen=True)
 class FinishedMember:
-    """A member trained to the end, as checkpoints keep it: its compacted model file (the
-    bytes the database stores) and its §4 measures; never a pickled module."""
+    """A member trained to the end, as checkpoints keep it: its compacted model in every
+    format (``files``, TorchScript as ``model_bytes``; ``errors`` says why a format is
+    missing) and its §4 measures; never a pickled module. Members checkpointed by older
+    code have ``model_bytes`` alone."""
 
     model_bytes: bytes
     measures: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import l0models
 from l0models.wrn import channel_stats
 from service.spec import LeNet5Model, MLPModel, WRNModel
+from service.vocabulary import ModelFormat
 from workers.tune.protocol import FinishedMember
 
 if TYPE_CHECKING:
@@ -158,10 +159,18 @@ def export_model(result: TrainResult | FinishedMember, path: str) -> None:
         f.write(data)
 
 
-def finished_member(result: TrainResult) -> FinishedMember:
-    """A trained member as checkpoints keep it: model file bytes and measures."""
+def finished_member(result: TrainResult, *, input_shape: Sequence[int]) -> FinishedMember:
+    """A trained member as checkpoints keep it: its model in every format, and measures.
+    Exported now, while the model is alive: a resumed pack has only these bytes."""
+    exported = l0models.export_model_files(result.model, input_shape=input_shape)
+    torchscript = exported.files.get(ModelFormat.TORCHSCRIPT.value)
     return FinishedMember(
-        model_bytes=l0models.compact_model_bytes(result.model), measures=measures_dict(result)
+        model_bytes=(
+            torchscript if torchscript is not None else l0models.compact_model_bytes(result.model)
+        ),
+        measures=measures_dict(result),
+        files=dict(exported.files),
+        errors=dict(exported.errors),
     )
 
 

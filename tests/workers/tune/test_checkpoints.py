@@ -48,7 +48,12 @@ def states() -> dict[str, Any]:
         data=data,
         on_state=fused.append,
     )
-    finished = FinishedMember(model_bytes=b"\x00torchscript\xff" * 10, measures={"accuracy": 0.5})
+    finished = FinishedMember(
+        model_bytes=b"\x00torchscript\xff" * 10,
+        measures={"accuracy": 0.5},
+        files={"torchscript": b"\x00torchscript\xff" * 10, "onnx": b"\x08onnx"},
+        errors={"pt2": "pt2 export failed: why"},
+    )
     return {
         "train": single[-1],
         "fused": fused[-1],

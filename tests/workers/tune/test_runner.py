@@ -17,6 +17,7 @@ from ray.cluster_utils import Cluster
 from service import repository
 from service.db import session_scope
 from service.spec import SweepSpec
+from service.vocabulary import ModelFormat
 from tests.workers.conftest import Sweeps
 from tests.workers.ray_cluster import WORKER_NODES
 from workers.tune.engines import select_engine, sequential_engine
@@ -222,6 +223,12 @@ def test_a_pack_trains_as_one_ray_trial_and_fans_out_to_its_rows(
         trials = [repository.get_trial(session, r.id) for r in rows]
         packs = [t.pack for t in trials]
         models = [repository.get_trial_model(session, r.id) for r in rows]
+        # Every format for every member; a sequential pack's members included (each was
+        # exported when it finished, and the pack's checkpoints carry those files).
+        for r in rows:
+            for fmt in ModelFormat:
+                found = repository.get_trial_model_file(session, r.id, fmt)
+                assert found is not None and found[1], (engine, r.id, fmt)
     # Packs of 2, 2 and 1 (a single-member pack needs no label); each member its own row.
     assert packs[:4] == [packs[0], packs[0], packs[2], packs[2]] and packs[0] != packs[2]
     assert packs[4] is None
