@@ -52,7 +52,7 @@ def write_model_files(
         exported = l0models.ExportedFiles(dict(result.files), dict(result.errors))
     else:
         exported = l0models.ExportedFiles({ModelFormat.TORCHSCRIPT.value: result.model_bytes})
-        reason = "the member finished before its pack resumed; only TorchScript was kept"
+        reason = "checkpointed by an older l0sweep before its pack resumed: only TorchScript kept"
         exported.errors.update(
             {f.value: reason for f in ModelFormat if f.value not in exported.files}
         )
