@@ -41,8 +41,19 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant: serialises concurrent start-up migrations on PostgreSQL.
 _MIGRATION_LOCK_ID = 0x10_5EE9
-# A PostgreSQL server that does not answer (host down, no RST) must not hang a caller forever.
-_CONNECT_TIMEOUT_S = 10
+# A PostgreSQL server that does not answer (host down, no RST) must not hang a caller forever:
+# a bounded connect, and dead-peer detection on open connections (libpq's TCP keep-alives
+# and TCP_USER_TIMEOUT), so a partition that drops packets ends a query with a connection
+# error (transient: retried, counted as an outage) within about 30 s instead of leaving it
+# waiting on TCP for the kernel's ~15 minutes. A URL that sets any of these keeps its value.
+_PG_LIVENESS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # ms
+}
 
 # SQLSTATEs worth retrying: class 08 (connection exception) plus these.
 _TRANSIENT_SQLSTATES = frozenset(
@@ -95,7 +106,8 @@ def create_engine_for(
     with ``BEGIN IMMEDIATE`` so that concurrent writers wait for the lock instead of failing
     with "database is locked" when a read lock cannot be upgraded. Sessions opened with
     ``session_scope(engine, readonly=True)`` use a plain deferred ``BEGIN`` and never block
-    writers. PostgreSQL: psycopg 3, pre-ping, a connect timeout (unless the URL sets one).
+    writers. PostgreSQL: psycopg 3, pre-ping, a connect timeout and dead-peer detection (TCP
+    keep-alives, ``tcp_user_timeout``) unless the URL sets them.
 
     ``pool_size``, ``max_overflow`` and ``pool_timeout_s`` (seconds a checkout waits before
     ``sqlalchemy.exc.TimeoutError``) size the connection pool; None keeps SQLAlchemy's
@@ -113,10 +125,8 @@ def create_engine_for(
         if v is not None
     }
     if parsed.get_backend_name() != "sqlite":
-        timeout = (
-            {} if "connect_timeout" in parsed.query else {"connect_timeout": _CONNECT_TIMEOUT_S}
-        )
-        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=timeout, **pool)
+        liveness = {k: v for k, v in _PG_LIVENESS.items() if k not in parsed.query}
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=liveness, **pool)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

@@ -202,6 +202,22 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path: pytest.TempPathFactory) ->
     engine.dispose()
 
 
+def test_postgres_connections_detect_a_dead_peer_unless_the_url_says_otherwise(
+    postgres_url: str,
+) -> None:
+    """TCP keep-alives and TCP_USER_TIMEOUT on every connection (a partition that drops
+    packets ends a query within about 30 s); a value in the URL wins."""
+    engine = create_engine_for(postgres_url + "&keepalives_idle=7")
+    try:
+        with engine.connect() as conn:
+            params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    assert params["keepalives"] == "1" and params["keepalives_idle"] == "7"
+    assert params["keepalives_interval"] == "5" and params["keepalives_count"] == "3"
+    assert params["tcp_user_timeout"] == "30000" and params["connect_timeout"] == "10"
+
+
 def test_plain_postgres_urls_use_psycopg3() -> None:
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
