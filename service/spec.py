@@ -427,6 +427,9 @@ class SweepSpec(StrictModel):
         for name in _LATER_OPTIONAL_BLOCKS:
             if data.get(name) is None:
                 data.pop(name, None)
+        for (block, name), default in _LATER_DEFAULTED_FIELDS.items():
+            if data.get(block, {}).get(name) == default:
+                data[block].pop(name)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def fingerprint(self) -> str:
@@ -437,6 +440,8 @@ class SweepSpec(StrictModel):
 #: Spec blocks added after sweeps were stored whose unset value is left out of the
 #: fingerprint (see SweepSpec.canonical_json).
 _LATER_OPTIONAL_BLOCKS = ("early_stopping",)
+#: Fields added to a block later, left out of the fingerprint at their default value.
+_LATER_DEFAULTED_FIELDS: dict[tuple[str, str], Any] = {("training", "eval_every"): 1}
 
 
 def _model_size(model: ModelSpec, dataset: Dataset, *, smallest: bool = False) -> ModelSize:

@@ -193,6 +193,10 @@ class TrainingSpec(StrictModel):
     """The ``training`` block; fields past ``optimizer`` are the paper's recipe (issue 11)."""
 
     epochs: PositiveInt = Field(default=200, le=10_000)
+    # Test accuracy every this many epochs, and always after the last: each evaluation is a
+    # pass over the test set. Epochs in between record accuracy null; early stopping's rungs
+    # must fall on evaluated epochs (grace_epochs a multiple of it).
+    eval_every: PositiveInt = Field(default=1, le=10_000)
     batch_size: PositiveInt = Field(default=100, le=1_000_000)
     lr: Annotated[PositiveFloat, Field(le=MAX_LR)] = 1e-3
     # A list is a grid dimension: λ × β × seed × weight decay.
@@ -243,12 +247,6 @@ class TrainingSpec(StrictModel):
         """The weight decay values: one, or the grid dimension's."""
         wd = self.weight_decay
         return [float(v) for v in wd] if isinstance(wd, list) else [float(wd)]
-
-    @property
-    def eval_every(self) -> int:
-        """Every how many epochs trials measure test accuracy: every epoch (the spec has no
-        such field and trials train with l0models' ``eval_every=1``)."""
-        return 1
 
 
 # ---------------------------------------------------------------- early stopping (issue 13)

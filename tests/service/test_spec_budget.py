@@ -65,10 +65,16 @@ def test_bad_early_stopping_names_the_field(stopping: dict[str, Any], loc: str, 
 
 
 def test_grace_epochs_must_be_a_multiple_of_eval_every() -> None:
-    # Trials measure test accuracy every epoch (the spec has no eval_every field): any grace
-    # period below the epochs holds; a larger eval_every would be checked by the same rule.
+    # Every epoch evaluated (the default): any grace period below the epochs holds.
     s = SweepSpec.model_validate(spec(early_stopping={**STOPPING, "grace_epochs": 7}))
     assert s.training.eval_every == 1 and s.early_stopping is not None
+    # Every 5th: a rung at epoch 7 would have no test accuracy to rank on.
+    every_5 = {"epochs": 60, "eval_every": 5}
+    found = errors(spec(training=every_5, early_stopping={**STOPPING, "grace_epochs": 7}))
+    assert [e[0][:2] for e in found] == [("early_stopping", "grace_epochs")]
+    assert "multiple of training.eval_every=5" in found[0][1]
+    ok = spec(training=every_5, early_stopping={**STOPPING, "grace_epochs": 10})
+    assert SweepSpec.model_validate(ok).training.eval_every == 5
 
 
 # ---------------------------------------------------------------- budget search
@@ -227,6 +233,11 @@ def test_specs_without_the_new_fields_keep_their_fingerprint() -> None:
     assert old.fingerprint() == "5511c29220157f339a94b294b3dda3128a02dc530ea60bd3b0dfc2e5d695b523"
     assert "early_stopping" not in json.loads(old.canonical_json())
     assert old.model_dump(mode="json")["early_stopping"] is None  # stored with its default
+    # training.eval_every came later still: at its default it is left out as well.
+    assert "eval_every" not in json.loads(old.canonical_json())["training"]
+    every_2 = SweepSpec.model_validate(spec(training={"eval_every": 2}))
+    assert json.loads(every_2.canonical_json())["training"]["eval_every"] == 2
+    assert every_2.fingerprint() != old.fingerprint()
     stopping = SweepSpec.model_validate(spec(early_stopping=STOPPING))
     assert json.loads(stopping.canonical_json())["early_stopping"] == {
         "kind": "pareto",

@@ -116,7 +116,18 @@ def test_optimizer_schedule_and_ema_fields() -> None:
         (("training",), "Value error, training.nesterov needs momentum > 0 (or nesterov false)")
     ]
     assert spec(training={"optimizer": "sgd", "momentum": 0.0, "nesterov": False})
-    for bad in ({"ema": 1.0}, {"ema": -0.1}, {"lr_gamma": 0}, {"momentum": 1.0}):
+    assert (
+        spec().training.eval_every == 1
+        and spec(training={"eval_every": 5}).training.eval_every == 5
+    )
+    bad_fields = (
+        {"ema": 1.0},
+        {"ema": -0.1},
+        {"lr_gamma": 0},
+        {"momentum": 1.0},
+        {"eval_every": 0},
+    )
+    for bad in bad_fields:
         [(loc, _)] = errors(training=bad)
         assert loc == ("training", next(iter(bad)))
 
@@ -133,6 +144,8 @@ def test_optimizer_schedule_and_ema_fields() -> None:
         {"lr_gamma": True},
         {"lr_milestones": ["60"]},
         {"ema": float("nan")},
+        {"eval_every": "2"},
+        {"eval_every": 2.5},
     ],
 )
 def test_recipe_numbers_are_strict(training: dict[str, Any]) -> None:

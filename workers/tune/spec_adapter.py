@@ -71,6 +71,7 @@ def train_settings(spec: SweepSpec, *, weight_decay: float | None = None) -> l0m
     scales = spec.model.lambda_scales
     return l0models.TrainSettings(
         epochs=t.epochs,
+        eval_every=t.eval_every,
         batch_size=t.batch_size,
         lr=t.lr,
         weight_decay=t.weight_decays()[0] if weight_decay is None else weight_decay,

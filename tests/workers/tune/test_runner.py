@@ -58,6 +58,27 @@ def test_grid_sweep_runs_on_several_nodes_and_records_them(
     assert s.store.sweep_status(sweep_id) == "completed"
 
 
+@pytest.mark.parametrize("fuse", [1, 2])
+def test_eval_every_skips_test_accuracy_between_evaluations(
+    sweeps: Callable[..., Sweeps], fuse: int
+) -> None:
+    """``training.eval_every=2`` over 5 epochs: test accuracy at epochs 2, 4 and 5 (the
+    last always), null at 1 and 3; the loss and expected L0 every epoch; the measures as
+    usual. One trial at a time and a fused pack alike."""
+    s = sweeps()
+    sweep_id = s.create(training={"epochs": 5, "eval_every": 2, "batch_size": 100}, fuse=fuse)
+    outcome = s.runner.run_next()
+    assert outcome is not None and outcome.status == "completed" and outcome.completed == 2
+    for row in s.store.trials(sweep_id):
+        with session_scope(s.store.engine) as session:
+            epochs = repository.list_trial_epochs(session, row.id)
+        assert [e.epoch for e in epochs] == [1, 2, 3, 4, 5]
+        assert [e.epoch for e in epochs if e.accuracy is not None] == [2, 4, 5]
+        assert all(e.loss is not None and e.expected_l0 is not None for e in epochs)
+        assert row.metrics is not None and 0 <= row.metrics["accuracy"] <= 1
+        assert row.metrics["accuracy"] == pytest.approx(epochs[-1].accuracy)
+
+
 def _failing_once(log_dir: str) -> Callable[..., Any]:
     """An engine that crashes after its first epoch unless it was resumed from a checkpoint.
 

@@ -26,6 +26,7 @@ def test_every_recipe_field_reaches_train_settings() -> None:
             "lambdas": [0.1],
             "training": {
                 "epochs": 7,
+                "eval_every": 3,
                 "weight_decay": [5e-4, 0.0],
                 "droprate_init": [0.1, 0.2, 0.3, 0.4],
                 "optimizer": "sgd",
@@ -40,6 +41,7 @@ def test_every_recipe_field_reaches_train_settings() -> None:
     )
     s = spec_adapter.train_settings(spec)
     assert (s.epochs, s.lr, s.optimizer, s.momentum, s.nesterov) == (7, 0.05, "sgd", 0.8, False)
+    assert s.eval_every == 3
     assert (s.lr_milestones, s.lr_gamma, s.ema) == ((2, 5), 0.5, 0.99)
     assert s.lambda_scales == (100.0, 5.0, 1.0, 100.0)
     assert s.droprate_init == (0.1, 0.2, 0.3, 0.4)
@@ -49,6 +51,7 @@ def test_every_recipe_field_reaches_train_settings() -> None:
     plain = spec_adapter.train_settings(
         SweepSpec.model_validate({"model": {"arch": "mlp"}, "dataset": "mnist", "lambdas": [1]})
     )
+    assert plain.eval_every == 1
     assert (plain.ema, plain.lambda_scales, plain.droprate_init, plain.lr_milestones) == (
         None,
         None,
