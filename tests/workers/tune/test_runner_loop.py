@@ -97,8 +97,8 @@ def test_stopper_stops_when_another_runner_took_the_sweep_over() -> None:
     assert again.stop_all() is True and again.taken_over
 
 
-def test_stopper_pauses_only_past_the_outage_tolerance() -> None:
-    now = [0.0]
+def _stopper_on_a_fake_clock(now: list[float], **options: Any) -> tuple[FlakyStore, Any]:
+    """A stand-in store and ``me``'s stopper polling it at every step, both on ``now[0]``."""
     store = FlakyStore()
     store.health = DatabaseHealth(clock=lambda: now[0])
     stopper = CancelStopper(  # type: ignore[arg-type]
@@ -107,9 +107,15 @@ def test_stopper_pauses_only_past_the_outage_tolerance() -> None:
         poll_s=0,
         shutdown=threading.Event(),
         runner_id="me",
-        outage_tolerance_s=30,
         clock=lambda: now[0],
+        **options,
     )
+    return store, stopper
+
+
+def test_stopper_pauses_only_past_the_outage_tolerance() -> None:
+    now = [0.0]
+    store, stopper = _stopper_on_a_fake_clock(now, outage_tolerance_s=30)
     store.down = True
     for _ in range(29):  # down for 29 s: the trials go on
         now[0] += 1.0
@@ -131,18 +137,8 @@ def test_a_runner_that_cannot_renew_its_lease_stops_its_trials_before_a_takeover
     long the outage tolerance, and only while it cannot reach the database."""
     now = [0.0]
     lease_age = [0.0]
-    store = FlakyStore()
-    store.health = DatabaseHealth(clock=lambda: now[0])
-    stopper = CancelStopper(  # type: ignore[arg-type]
-        store,
-        1,
-        poll_s=0,
-        shutdown=threading.Event(),
-        runner_id="me",
-        outage_tolerance_s=600,
-        lease_age_s=lambda: lease_age[0],
-        lease_s=45,
-        clock=lambda: now[0],
+    store, stopper = _stopper_on_a_fake_clock(
+        now, outage_tolerance_s=600, lease_age_s=lambda: lease_age[0], lease_s=45
     )
     lease_age[0] = 50  # the heartbeat thread stalled, but the database answers: go on
     assert stopper.stop_all() is False
