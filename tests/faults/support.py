@@ -257,6 +257,9 @@ def grep_tree(root: Path, needles: Iterable[str]) -> list[str]:
     hits = []
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # deleted meanwhile (an old checkpoint pruned)
+                continue
             hits.extend(f"{path}: {n.decode()}" for n in wanted if n in data)
     return hits

@@ -2,7 +2,9 @@
 environment holds the database password and the API token) on the shared Ray cluster, and
 ``l0sweep serve --no-runner`` taking sweeps with the token.
 
-(d) After sweeps have run, the checkpoint storage holds neither the password nor the token.
+(d) While a sweep trains and after it has run, the checkpoint storage holds neither the
+    password nor the token; once it has finished, its checkpoints are gone (its models are
+    in the database) and Ray Tune's small files stay.
 (f) A sweep asking for 64 GPUs per trial, which no node has, ends ``failed`` within a minute
     with a reason naming the resource; a sweep submitted after it completes.
 """
@@ -93,14 +95,35 @@ def stack(ray_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         server.close()
 
 
-def test_d_storage_holds_no_credentials(stack: Stack) -> None:
-    sweep = stack.submit(lambdas=[0.2, 2.0], training={"epochs": 2})
+def _checkpoint_states(storage: Path) -> list[Path]:
+    return list(storage.rglob("checkpoint_*/pack_state.pt"))
+
+
+def test_d_storage_holds_no_credentials_and_a_finished_sweeps_checkpoints_go(
+    stack: Stack,
+) -> None:
+    secrets = [stack.password, TOKEN]
+    sweep = stack.submit(lambdas=[0.2, 2.0], training={"epochs": 12, "batch_size": 10})
+    # While it trains: checkpoints (engine states, pack metadata) on storage...
+    wait_for(
+        lambda: _checkpoint_states(stack.storage),
+        180,
+        "a checkpoint on storage",
+        logs=stack.service.logs,
+        alive=stack.service.procs,
+    )
+    during = grep_tree(stack.storage, secrets)
     assert stack.wait_finished(sweep["id"], 300)["status"] == "completed"
     files = [p for p in stack.storage.rglob("*") if p.is_file()]
-    # Ray Tune wrote its pickles (tuner.pkl with our callbacks), params and checkpoints...
-    assert any(p.name == "tuner.pkl" for p in files) and len(files) > 10
-    # ...and none of them holds the database password or the API token.
-    assert grep_tree(stack.storage, [stack.password, TOKEN]) == []
+    # ...and after it: Ray Tune's pickles (tuner.pkl with our callbacks), params and logs.
+    assert any(p.name == "tuner.pkl" for p in files) and any(p.name == "params.pkl" for p in files)
+    # None of them ever held the database password or the API token.
+    assert during == [] and grep_tree(stack.storage, secrets) == []
+    # A finished sweep's checkpoints are deleted: nothing resumes it, its models are stored.
+    assert _checkpoint_states(stack.storage) == []
+    assert not [p for p in stack.storage.rglob("checkpoint_*") if p.is_dir()]
+    runner_log = next(p for p in stack.service.logs if p.name == "runner.log").read_text()
+    assert f"sweep {sweep['id']} is completed: deleted its" in runner_log
 
 
 def test_f_an_unschedulable_sweep_fails_fast_and_the_next_one_runs(stack: Stack) -> None:

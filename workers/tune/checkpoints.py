@@ -10,6 +10,11 @@ A checkpoint that cannot be loaded (refused, truncated, missing its state) is sk
 logged reason for the previous one of that trial; when none loads, the pack restarts from
 epoch 0. Either way the trial goes on: a bad file costs epochs, never the runner.
 
+A finished sweep's checkpoints are deleted (:func:`discard_checkpoints`): its trials' models
+and histories are in the database, and nothing resumes a finished sweep, so a service left
+running for months does not fill its storage with them. Tune's small files (logs, params,
+experiment state) stay.
+
 Old checkpoints are deleted by the runner, not by Ray Tune (:func:`prune_checkpoints`), and
 only once a newer one is in the resume index: the checkpoint the database points at, and
 the one before it, are always on storage, however far the files run ahead of the index (a
@@ -41,6 +46,7 @@ __all__ = [
     "META_FILE",
     "STATE_FILE",
     "ResumePoint",
+    "discard_checkpoints",
     "load_resume_point",
     "prune_checkpoints",
     "state_from_dict",
@@ -204,6 +210,40 @@ def prune_checkpoints(checkpoint: tune.Checkpoint) -> list[str]:
             continue
         deleted.append(old.path)
     return deleted
+
+
+def discard_checkpoints(root: str) -> tuple[int, int]:
+    """Delete every ``checkpoint_NNNNNN`` folder under ``root`` (a local path or a URI such
+    as ``s3://bucket/prefix``). Returns (folders, bytes) deleted; a folder that cannot be
+    deleted is logged and skipped."""
+    if "://" in root:
+        fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    else:
+        fs, base = pyarrow.fs.LocalFileSystem(), root
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True))
+    except (OSError, FileNotFoundError):
+        return 0, 0
+    folders = sorted(
+        i.path
+        for i in infos
+        if i.type == pyarrow.fs.FileType.Directory and _CHECKPOINT_DIR.match(i.base_name)
+    )
+    sizes = {folder: 0 for folder in folders}
+    for info in infos:
+        if info.type == pyarrow.fs.FileType.File:
+            folder = next((f for f in folders if info.path.startswith(f + "/")), None)
+            if folder is not None:
+                sizes[folder] += int(info.size or 0)
+    deleted = freed = 0
+    for folder in folders:
+        try:
+            fs.delete_dir(folder)
+        except OSError as exc:
+            log.warning("could not delete checkpoint %s: %s", folder, _one_line(exc))
+            continue
+        deleted, freed = deleted + 1, freed + sizes[folder]
+    return deleted, freed
 
 
 def load_resume_point(checkpoint: tune.Checkpoint | None) -> ResumePoint:

@@ -40,8 +40,14 @@ from service.db import is_transient
 from service.errors import ConflictError
 from service.logs import active_log_format
 from service.spec import BudgetSearch, OptunaSearch
-from service.vocabulary import OPEN_TRIAL_STATUSES, SweepStatus, TrialStatus
+from service.vocabulary import (
+    FINISHED_SWEEP_STATUSES,
+    OPEN_TRIAL_STATUSES,
+    SweepStatus,
+    TrialStatus,
+)
 from workers.tune.callback import PersistResultsCallback, ResumeIndex
+from workers.tune.checkpoints import discard_checkpoints
 from workers.tune.experiments import Experiments, configure_tune_environment
 from workers.tune.liveness import Heartbeat, default_runner_id
 from workers.tune.options import RunnerOptions, SweepOutcome
@@ -161,7 +167,22 @@ class Runner:
 
     @sweep_logging  # its log lines carry sweep_id (issue 15)
     def run_sweep(self, sweep: SweepRow) -> SweepOutcome:
-        """Run (or resume) one claimed sweep to its final status, a pause or a takeover."""
+        """Run (or resume) one claimed sweep to its final status, a pause or a takeover.
+        A finished sweep's checkpoints are deleted (its models are in the database)."""
+        outcome = self._run_sweep(sweep)
+        if outcome.status in FINISHED_SWEEP_STATUSES:
+            folders, freed = discard_checkpoints(self._sweep_storage(sweep.id))
+            if folders:
+                log.info(
+                    "sweep %s is %s: deleted its %d checkpoint(s), %.1f MB",
+                    sweep.id,
+                    outcome.status,
+                    folders,
+                    freed / 1e6,
+                )
+        return outcome
+
+    def _run_sweep(self, sweep: SweepRow) -> SweepOutcome:
         self.heartbeat.start()
         spec = sweep.spec
         runner_id = self.options.runner_id

@@ -16,6 +16,7 @@ from l0models import MLPConfig, TrainSettings, load_dataset, train_model
 from l0models.fused import MemberSpec, train_fused
 from workers.tune.checkpoints import (
     STATE_FILE,
+    discard_checkpoints,
     load_resume_point,
     prune_checkpoints,
     state_from_dict,
@@ -166,3 +167,16 @@ def test_pruning_keeps_the_indexed_checkpoint_the_one_before_and_every_newer_one
     assert left == [f"checkpoint_{i:06d}" for i in (2, 3, 4, 5)]
     assert load_resume_point(checkpoints[3]).epoch == 4
     assert prune_checkpoints(checkpoints[3]) == []  # nothing more to delete
+
+
+def test_discarding_a_finished_sweeps_checkpoints_keeps_everything_else(
+    states: dict[str, Any], tmp_path: Path
+) -> None:
+    checkpoints = _checkpoints(tmp_path, states["train"], 3)
+    (tmp_path / "trial" / "result.json").write_text("{}")
+    (tmp_path / "tuner.pkl").write_bytes(b"x")
+    size = sum(f.stat().st_size for c in checkpoints for f in Path(c.path).iterdir())
+    assert discard_checkpoints(str(tmp_path)) == (3, size)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["result.json", "trial", "tuner.pkl"]
+    assert discard_checkpoints(str(tmp_path)) == (0, 0)
+    assert discard_checkpoints(str(tmp_path / "never-made")) == (0, 0)
