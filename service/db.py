@@ -200,9 +200,13 @@ def _driver_verdict(exc: BaseException | None) -> bool | None:
     if isinstance(sqlstate, str) and sqlstate:
         return sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
     if exc is not None and type(exc).__module__.startswith("psycopg"):
-        # No SQLSTATE: a client-side connection failure (refused, reset, closed) is an
-        # OperationalError; an InterfaceError or ProgrammingError is our own bug.
-        return type(exc).__name__ == "OperationalError"
+        # No SQLSTATE: a client-side connection failure (refused, reset, closed, or a
+        # ConnectionTimeout: no answer within connect_timeout) is an OperationalError or a
+        # subclass of it; an InterfaceError or ProgrammingError is our own bug.
+        return any(
+            c.__name__ == "OperationalError" and c.__module__.startswith("psycopg")
+            for c in type(exc).__mro__
+        )
     return None
 
 

@@ -289,6 +289,18 @@ def test_an_unreachable_postgres_is_a_transient_error() -> None:
         engine.dispose()
 
 
+def test_a_connect_timeout_is_a_transient_error() -> None:
+    """A host that does not answer at all (no RST: down, or packets dropped) ends a connect
+    in psycopg's ConnectionTimeout, a subclass of OperationalError without a SQLSTATE."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    timeout = psycopg.errors.ConnectionTimeout("connection timeout expired")
+    assert is_transient(timeout)
+    assert is_transient(OperationalError("SELECT 1", {}, timeout))
+    assert not is_transient(psycopg.InterfaceError("the connection is closed by us"))
+
+
 def _statuses(engine: Engine) -> dict[int, str]:
     with engine.connect() as conn:
         return {int(i): str(s) for i, s in conn.execute(text("SELECT id, status FROM trials"))}
