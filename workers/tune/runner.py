@@ -290,6 +290,8 @@ class Runner:
             return self._outcome(sweep.id, status, trials_run, callback)
         finally:
             stop_board(job.rungs if job is not None else None)
+            if stopper.taken_over:  # what is still queued is written only if still ours
+                writer.recheck()
             # Shutdown: give queued writes a moment; what is left is redone from checkpoints.
             if writer.pending and not writer.flush(timeout_s=10.0):
                 log.warning("sweep %s: %d result write(s) not applied", sweep.id, writer.pending)

@@ -94,6 +94,12 @@ class ResultWriter:
             self._start()
             self._cond.notify_all()
 
+    def recheck(self) -> None:
+        """Ask the guard before the next write, as after a failure (e.g. the runner saw its
+        sweep taken over while the database answered: what it still queued may be stale)."""
+        with self._cond:
+            self._suspect = True
+
     @property
     def pending(self) -> int:
         """Writes not yet applied (queued or in progress)."""

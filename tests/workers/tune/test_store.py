@@ -192,3 +192,28 @@ def test_after_an_outage_the_guard_decides_whether_queued_writes_still_apply(
     with session_scope(store.engine, readonly=True) as session:
         epochs = [e.epoch for e in repository.list_trial_epochs(session, trial_id)]
     assert epochs == applied
+
+
+def test_a_recheck_asks_the_guard_before_the_next_write(url: str) -> None:
+    """The runner saw its sweep taken over while the database answered: the writes it
+    still holds go through the guard, which drops them."""
+    store = _store(url)
+    trial_id = _trial(store)
+    started, gate = threading.Event(), threading.Event()
+    applied: list[int] = []
+    writer = ResultWriter("t", guard=lambda: False)
+
+    def write(epoch: int) -> None:
+        started.set()
+        gate.wait(10)
+        store.record_epoch(trial_id, {"epoch": epoch})
+        applied.append(epoch)
+
+    for epoch in (1, 2, 3):
+        writer.submit(f"epoch {epoch}", lambda epoch=epoch: write(epoch))
+    assert started.wait(10)
+    writer.recheck()  # epoch 1 is being applied already: it lands, the rest is asked about
+    gate.set()
+    assert writer.flush(timeout_s=30)
+    writer.close()
+    assert applied == [1] and writer.disowned and writer.dropped == ["epoch 2", "epoch 3"]
