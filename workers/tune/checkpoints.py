@@ -222,21 +222,18 @@ def discard_checkpoints(root: str) -> tuple[int, int]:
         fs, base = pyarrow.fs.LocalFileSystem(), root
     try:
         infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True))
-    except (OSError, FileNotFoundError):
+    except OSError:  # FileNotFoundError included: nothing was stored
         return 0, 0
-    folders = sorted(
-        i.path
-        for i in infos
-        if i.type == pyarrow.fs.FileType.Directory and _CHECKPOINT_DIR.match(i.base_name)
-    )
-    sizes = {folder: 0 for folder in folders}
+    sizes: dict[str, int] = {}  # checkpoint folder -> bytes of the files in it
     for info in infos:
-        if info.type == pyarrow.fs.FileType.File:
-            folder = next((f for f in folders if info.path.startswith(f + "/")), None)
+        if info.type == pyarrow.fs.FileType.Directory and _CHECKPOINT_DIR.match(info.base_name):
+            sizes.setdefault(info.path, 0)
+        elif info.type == pyarrow.fs.FileType.File:
+            folder = _checkpoint_folder(info.path)
             if folder is not None:
-                sizes[folder] += int(info.size or 0)
+                sizes[folder] = sizes.get(folder, 0) + int(info.size or 0)
     deleted = freed = 0
-    for folder in folders:
+    for folder in sorted(sizes):
         try:
             fs.delete_dir(folder)
         except OSError as exc:
@@ -244,6 +241,15 @@ def discard_checkpoints(root: str) -> tuple[int, int]:
             continue
         deleted, freed = deleted + 1, freed + sizes[folder]
     return deleted, freed
+
+
+def _checkpoint_folder(path: str) -> str | None:
+    """The ``checkpoint_NNNNNN`` folder a file path lies in (None: in none)."""
+    parts = path.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if _CHECKPOINT_DIR.match(part):
+            return "/".join(parts[: i + 1])
+    return None
 
 
 def load_resume_point(checkpoint: tune.Checkpoint | None) -> ResumePoint:
