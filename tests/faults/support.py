@@ -25,7 +25,7 @@ from sqlalchemy import Engine, func, select
 
 from service import repository
 from service.db import session_scope
-from service.models import Trial, TrialEpoch
+from service.models import Runner, Sweep, Trial, TrialEpoch
 
 T = TypeVar("T")
 
@@ -208,6 +208,17 @@ def sweep_status(engine: Engine, sweep_id: int) -> str:
     # A new session per poll: one long read transaction would keep seeing its snapshot.
     with session_scope(engine, readonly=True) as session:
         return str(repository.get_sweep(session, sweep_id).status)
+
+
+def sweep_runner(engine: Engine, sweep_id: int) -> tuple[str, int] | None:
+    """(runner id, its pid) of the runner that runs the sweep, once it has one."""
+    with session_scope(engine, readonly=True) as session:
+        row = session.execute(
+            select(Sweep.runner_id, Runner.pid)
+            .join(Runner, Runner.id == Sweep.runner_id)
+            .where(Sweep.id == sweep_id)
+        ).one_or_none()
+    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def snapshot(engine: Engine, sweep_id: int) -> dict[int, dict[str, Any]]:

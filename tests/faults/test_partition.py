@@ -24,8 +24,7 @@ from service import repository
 from service.db import create_engine_for, session_scope, upgrade_database
 from tests.faults.conftest import create_sweep
 from tests.faults.proxy import TcpProxy
-from tests.faults.support import Service, snapshot, sweep_status, wait_for
-from tests.faults.test_runner_takeover import _owner
+from tests.faults.support import Service, snapshot, sweep_runner, sweep_status, wait_for
 from tests.workers.ray_cluster import WORKER_NODES
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -70,7 +69,7 @@ def test_b_a_partitioned_runner_stops_its_trials_and_drops_its_stale_writes(
         )
         try:
             owner_id, _ = wait_for(
-                lambda: _owner(engine, sweep_id), 120, "a claim", logs=logs, alive=[cut_off]
+                lambda: sweep_runner(engine, sweep_id), 120, "a claim", logs=logs, alive=[cut_off]
             )
             other = service.runner(
                 ray_cluster.address,
@@ -95,7 +94,7 @@ def test_b_a_partitioned_runner_stops_its_trials_and_drops_its_stale_writes(
             at_cut = {i: t["epochs_done"] for i, t in snapshot(engine, sweep_id).items()}
 
             def taken_over() -> str | None:
-                owner = _owner(engine, sweep_id)
+                owner = sweep_runner(engine, sweep_id)
                 return owner[0] if owner and owner[0] != owner_id else None
 
             wait_for(taken_over, TIMEOUT_S + 30, "the takeover", logs=logs, alive=alive)

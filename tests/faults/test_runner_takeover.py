@@ -14,15 +14,14 @@ from typing import Any
 import pytest
 import ray
 from ray.cluster_utils import Cluster
-from sqlalchemy import select
 
-from service.db import create_engine_for, session_scope, upgrade_database
-from service.models import Runner, Sweep
+from service.db import create_engine_for, upgrade_database
 from tests.faults.conftest import create_sweep
 from tests.faults.support import (
     Service,
     assert_each_trial_completed_once,
     snapshot,
+    sweep_runner,
     sweep_status,
     wait_for,
 )
@@ -34,17 +33,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 #: with one trial completed and another half-trained before it finishes the sweep.
 EPOCHS = 12
 TIMEOUT_S = 5.0
-
-
-def _owner(engine: Any, sweep_id: int) -> tuple[str, int] | None:
-    """(runner id, its pid) of the runner that runs the sweep, once it has one."""
-    with session_scope(engine, readonly=True) as session:
-        row = session.execute(
-            select(Sweep.runner_id, Runner.pid)
-            .join(Runner, Runner.id == Sweep.runner_id)
-            .where(Sweep.id == sweep_id)
-        ).one_or_none()
-    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def test_b_a_killed_runners_sweep_is_taken_over_and_nothing_completed_reruns(
@@ -69,7 +57,7 @@ def test_b_a_killed_runners_sweep_is_taken_over_and_nothing_completed_reruns(
     logs = service.logs
     try:
         owner_id, owner_pid = wait_for(
-            lambda: _owner(engine, sweep_id), 120, "a claim", logs=logs, alive=procs
+            lambda: sweep_runner(engine, sweep_id), 120, "a claim", logs=logs, alive=procs
         )
         (victim,) = [p for p in procs if p.pid == owner_pid]
         (survivor,) = [p for p in procs if p is not victim]
@@ -96,7 +84,7 @@ def test_b_a_killed_runners_sweep_is_taken_over_and_nothing_completed_reruns(
         killed_at = time.monotonic()
 
         def taken_over() -> str | None:
-            owner = _owner(engine, sweep_id)
+            owner = sweep_runner(engine, sweep_id)
             return owner[0] if owner and owner[0] != owner_id else None
 
         new_owner = wait_for(
